@@ -1,0 +1,274 @@
+"""Conformer encoder (Gulati et al., 2020) with relative-positional self-attention.
+
+The stack is: Conv2d subsampling by 4 -> scaled input + relative sinusoidal position table -> N macaron Conformer
+layers (half feed-forward, relative-positional multi-head self-attention, convolution module, half feed-forward,
+LayerNorm). Padded frames never reach a valid frame: attention masks padded keys, the convolution module zeroes
+padded frames before its depthwise convolution, and the output is zero at padded frames.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Each of the two subsampling convolutions has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
+_SUBSAMPLING_KERNEL = 3
+_SUBSAMPLING_STRIDE = 2
+# Fewest input frames that still give one output frame: ((7 - 1) // 2 - 1) // 2 = 1.
+MIN_INPUT_FRAMES = 7
+
+
+@dataclass
+class ConformerConfig:
+    # 80 log-mel filterbank bins: what the LibriSpeech recipes of icefall and ESPnet extract.
+    num_features: int = 80
+    # Model width, attention heads and feed-forward width of Conformer-L-like models used by the pruned RNN-T paper.
+    d_model: int = 512
+    num_heads: int = 8
+    ff_dim: int = 2048
+    # 12 layers: the depth of icefall's pruned_transducer_stateless Conformer (the paper's LibriSpeech model).
+    num_layers: int = 12
+    # Depthwise convolution kernel: 31 frames (1.24 s after subsampling by 4), as in the Conformer paper.
+    cnn_kernel: int = 31
+    # Dropout on attention weights, feed-forward hidden units and every residual branch (icefall: 0.1).
+    dropout: float = 0.1
+
+
+def subsampled_lengths(x_lens: Tensor) -> Tensor:
+    """Frames left after the Conv2d subsampling, exactly.
+
+    Args:
+        x_lens: (B,) input frames per utterance.
+    Returns:
+        (B,) ((x_lens - 1) // 2 - 1) // 2: two convolutions of kernel 3, stride 2 and no padding.
+    """
+    out = x_lens
+    for _ in range(2):
+        out = torch.div(out - _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE, rounding_mode="floor") + 1
+    return out
+
+
+def padding_mask(lens: Tensor, max_len: int) -> Tensor:
+    """(B, max_len) bool, True at padded positions (index >= lens)."""
+    return torch.arange(max_len, device=lens.device).unsqueeze(0) >= lens.unsqueeze(1)
+
+
+class Conv2dSubsampling(nn.Module):
+    """Two Conv2d (kernel 3, stride 2) + ReLU over (time, feature), then a Linear to d_model: T -> T' (about T / 4)."""
+
+    def __init__(self, num_features: int, d_model: int) -> None:
+        super().__init__()
+        k, s = _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, d_model, kernel_size=k, stride=s),
+            nn.ReLU(),
+            nn.Conv2d(d_model, d_model, kernel_size=k, stride=s),
+            nn.ReLU(),
+        )
+        sub_features = ((num_features - 1) // 2 - 1) // 2
+        if sub_features < 1:
+            raise ValueError(f"num_features={num_features} is too small for subsampling by 4 (need >= 7)")
+        self.out = nn.Linear(d_model * sub_features, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, F) -> (B, T', D)."""
+        x = self.conv(x.unsqueeze(1))  # (B, D, T', F')
+        b, c, t, f = x.shape
+        return self.out(x.transpose(1, 2).reshape(b, t, c * f))  # (B, T', D)
+
+
+def relative_positions(length: int, d_model: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Sinusoidal table of the relative positions length-1, ..., 0, ..., -(length-1).
+
+    Returns:
+        (2 * length - 1, D); row m encodes the relative position (length - 1 - m) = query index - key index.
+    """
+    pos = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32).unsqueeze(1)  # (2T-1, 1)
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )
+    table = torch.zeros(2 * length - 1, d_model, device=device, dtype=torch.float32)
+    table[:, 0::2] = torch.sin(pos * inv_freq)
+    table[:, 1::2] = torch.cos(pos * inv_freq)
+    return table.to(dtype)
+
+
+class RelPositionMultiheadAttention(nn.Module):
+    """Multi-head self-attention with Transformer-XL relative positions (content bias u, position bias v).
+
+    score(i, j) = (q_i + u) . k_j + (q_i + v) . W_pos p(i - j), scaled by 1/sqrt(d_head).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.linear_pos = nn.Linear(d_model, d_model, bias=False)
+        self.pos_bias_u = nn.Parameter(torch.zeros(num_heads, self.d_head))
+        self.pos_bias_v = nn.Parameter(torch.zeros(num_heads, self.d_head))
+        nn.init.xavier_uniform_(self.pos_bias_u)
+        nn.init.xavier_uniform_(self.pos_bias_v)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """
+        Args:
+            x: (B, T, D).
+            pos_emb: (2T - 1, D) from `relative_positions`.
+            key_padding_mask: (B, T) bool, True at padded frames.
+        Returns:
+            (B, T, D).
+        """
+        b, t, d = x.shape
+        h, dh = self.num_heads, self.d_head
+        q, k, v = self.in_proj(x).view(b, t, 3, h, dh).unbind(dim=2)  # each (B, T, H, dh)
+        p = self.linear_pos(pos_emb).view(2 * t - 1, h, dh).transpose(0, 1)  # (H, 2T-1, dh)
+        k = k.transpose(1, 2)  # (B, H, T, dh)
+        v = v.transpose(1, 2)  # (B, H, T, dh)
+        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, dh)
+        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, T, dh)
+        content = torch.matmul(q_u, k.transpose(-2, -1))  # (B, H, T, T)
+        position = torch.matmul(q_v, p.transpose(-2, -1))  # (B, H, T, 2T-1)
+        # Column m of `position` is relative position t-1-m; score (i, j) needs i - j, i.e. m = t - 1 - i + j.
+        idx = (t - 1) - torch.arange(t, device=x.device).unsqueeze(1) + torch.arange(t, device=x.device)  # (T, T)
+        position = position.gather(-1, idx.expand(b, h, t, t))  # (B, H, T, T)
+        scores = (content + position) / math.sqrt(dh)
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        attn = self.dropout(torch.softmax(scores, dim=-1))
+        out = torch.matmul(attn, v)  # (B, H, T, dh)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+
+
+class FeedForward(nn.Module):
+    """Linear -> Swish -> Dropout -> Linear."""
+
+    def __init__(self, d_model: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, ff_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, D) -> (B, T, D)."""
+        return self.net(x)
+
+
+class ConvolutionModule(nn.Module):
+    """Pointwise conv + GLU -> depthwise conv (kernel K, 'same' padding) -> BatchNorm -> Swish -> pointwise conv."""
+
+    def __init__(self, d_model: int, kernel_size: int) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"cnn_kernel must be odd to keep the frame count, got {kernel_size}")
+        self.pointwise_in = nn.Conv1d(d_model, 2 * d_model, kernel_size=1)
+        self.depthwise = nn.Conv1d(
+            d_model, d_model, kernel_size=kernel_size, padding=kernel_size // 2, groups=d_model
+        )
+        self.norm = nn.BatchNorm1d(d_model)
+        self.pointwise_out = nn.Conv1d(d_model, d_model, kernel_size=1)
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """
+        Args:
+            x: (B, T, D).
+            key_padding_mask: (B, T) bool, True at padded frames (zeroed before the depthwise convolution).
+        Returns:
+            (B, T, D).
+        """
+        x = F.glu(self.pointwise_in(x.transpose(1, 2)), dim=1)  # (B, D, T)
+        x = x.masked_fill(key_padding_mask.unsqueeze(1), 0.0)
+        x = F.silu(self.norm(self.depthwise(x)))  # (B, D, T)
+        return self.pointwise_out(x).transpose(1, 2)  # (B, T, D)
+
+
+class ConformerLayer(nn.Module):
+    """Macaron layer: x + FF/2, + MHSA, + Conv, + FF/2, then LayerNorm (pre-norm inside each branch)."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_dim: int, cnn_kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.ff_macaron = FeedForward(d_model, ff_dim, dropout)
+        self.self_attn = RelPositionMultiheadAttention(d_model, num_heads, dropout)
+        self.conv = ConvolutionModule(d_model, cnn_kernel)
+        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.norm_ff_macaron = nn.LayerNorm(d_model)
+        self.norm_mha = nn.LayerNorm(d_model)
+        self.norm_conv = nn.LayerNorm(d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.norm_final = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """x: (B, T, D), pos_emb: (2T - 1, D), key_padding_mask: (B, T) -> (B, T, D)."""
+        x = x + 0.5 * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
+        x = x + self.dropout(self.self_attn(self.norm_mha(x), pos_emb, key_padding_mask))
+        x = x + self.dropout(self.conv(self.norm_conv(x), key_padding_mask))
+        x = x + 0.5 * self.dropout(self.ff(self.norm_ff(x)))
+        return self.norm_final(x)
+
+
+class Conformer(nn.Module):
+    """Conformer encoder: (B, T, F) features -> (B, T', D) with T' = subsampled_lengths(T)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        d_model: int,
+        num_heads: int,
+        ff_dim: int,
+        num_layers: int,
+        cnn_kernel: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.d_model = d_model
+        self.subsampling = Conv2dSubsampling(num_features, d_model)
+        self.input_dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
+        )
+
+    @classmethod
+    def from_config(cls, cfg: ConformerConfig) -> "Conformer":
+        return cls(
+            num_features=cfg.num_features,
+            d_model=cfg.d_model,
+            num_heads=cfg.num_heads,
+            ff_dim=cfg.ff_dim,
+            num_layers=cfg.num_layers,
+            cnn_kernel=cfg.cnn_kernel,
+            dropout=cfg.dropout,
+        )
+
+    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            x: (B, T, F) features, padded after each utterance's x_lens frames.
+            x_lens: (B,) int64 valid frames, each >= MIN_INPUT_FRAMES (7) and <= T.
+        Returns:
+            out: (B, T', D), zero at padded frames; T' = subsampled_lengths(T).
+            out_lens: (B,) subsampled_lengths(x_lens).
+        """
+        if x.ndim != 3 or x.size(-1) != self.num_features:
+            raise ValueError(f"expected x of shape (B, T, {self.num_features}), got {tuple(x.shape)}")
+        if x_lens.shape != (x.size(0),):
+            raise ValueError(f"expected x_lens of shape ({x.size(0)},), got {tuple(x_lens.shape)}")
+        if int(x_lens.min()) < MIN_INPUT_FRAMES or int(x_lens.max()) > x.size(1):
+            raise ValueError(
+                f"x_lens must lie in [{MIN_INPUT_FRAMES}, {x.size(1)}] (T of x); got "
+                f"min {int(x_lens.min())}, max {int(x_lens.max())}"
+            )
+        x = self.subsampling(x)  # (B, T', D)
+        out_lens = subsampled_lengths(x_lens)
+        mask = padding_mask(out_lens, x.size(1))  # (B, T')
+        pos_emb = self.input_dropout(relative_positions(x.size(1), self.d_model, x.device, x.dtype))
+        x = self.input_dropout(x * math.sqrt(self.d_model))
+        for layer in self.layers:
+            x = layer(x, pos_emb, mask)
+        return x.masked_fill(mask.unsqueeze(-1), 0.0), out_lens
