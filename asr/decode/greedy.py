@@ -1,0 +1,112 @@
+"""Greedy search of a transducer, batched over utterances.
+
+At each frame the most probable symbol is taken; a non-blank symbol is appended and, when `max_sym_per_frame` > 1,
+the same frame is tried again with the new context. The decoder is run only for the utterances that have just
+emitted a symbol (the others keep their decoder output), and the joiner only for the utterances still inside their
+length: utterances are sorted by length so that those form a prefix of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def decoder_out_for(model: nn.Module, context: Tensor) -> Tensor:
+    """Projected decoder output of label contexts.
+
+    Args:
+        model: a transducer with `.decoder` and `.joiner.decoder_proj`.
+        context: (N, context_size) int64 last labels of N hypotheses.
+    Returns:
+        (N, J) decoder output projected to the joiner dim.
+    """
+    return model.joiner.decoder_proj(model.decoder(context, need_pad=False)).squeeze(1)  # (N, J)
+
+
+def sort_by_length(encoder_out_lens: Tensor) -> tuple[Tensor, list[int]]:
+    """Order of the utterances by decreasing length, and that order's lengths as Python ints.
+
+    Args:
+        encoder_out_lens: (B,) frames per utterance.
+    Returns:
+        (B,) permutation (on the lengths' device), and the sorted lengths.
+    """
+    lens = encoder_out_lens.to("cpu", torch.int64)
+    order = torch.argsort(lens, descending=True, stable=True)
+    return order.to(encoder_out_lens.device), lens[order].tolist()
+
+
+def active_counts(sorted_lens: list[int], num_frames: int) -> list[int]:
+    """Number of utterances still inside their length at each frame, for lengths sorted in decreasing order."""
+    counts = []
+    n = len(sorted_lens)
+    for t in range(num_frames):
+        while n > 0 and sorted_lens[n - 1] <= t:
+            n -= 1
+        counts.append(n)
+    return counts
+
+
+def check_inputs(encoder_out: Tensor, encoder_out_lens: Tensor) -> None:
+    if encoder_out.ndim != 3:
+        raise ValueError(f"expected encoder_out of shape (B, T, D), got {tuple(encoder_out.shape)}")
+    if encoder_out_lens.shape != (encoder_out.size(0),):
+        raise ValueError(
+            f"encoder_out_lens of shape {tuple(encoder_out_lens.shape)} does not match batch {encoder_out.size(0)}"
+        )
+    if encoder_out.size(0) and (encoder_out_lens.min() < 0 or encoder_out_lens.max() > encoder_out.size(1)):
+        raise ValueError(f"encoder_out_lens must lie in [0, T={encoder_out.size(1)}], got {encoder_out_lens.tolist()}")
+
+
+@torch.inference_mode()
+def greedy_search_batch(
+    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, max_sym_per_frame: int = 1
+) -> list[list[int]]:
+    """Greedy search for a batch of utterances.
+
+    Args:
+        model: a transducer (`.decoder`, `.joiner`, `.blank_id`, `.context_size`).
+        encoder_out: (B, T, D) encoder output.
+        encoder_out_lens: (B,) valid frames of each utterance.
+        max_sym_per_frame: most symbols emitted on one frame (>= 1).
+    Returns:
+        B lists of token ids, in the order of the batch (blank never appears).
+    """
+    check_inputs(encoder_out, encoder_out_lens)
+    if max_sym_per_frame < 1:
+        raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
+    blank, context_size = model.blank_id, model.context_size
+    batch, num_frames, _ = encoder_out.shape
+    device = encoder_out.device
+    if batch == 0:
+        return []
+
+    order, sorted_lens = sort_by_length(encoder_out_lens)
+    counts = active_counts(sorted_lens, num_frames)
+    enc = model.joiner.encoder_proj(encoder_out[order])  # (B, T, J), sorted by decreasing length
+    context = torch.full((batch, context_size), blank, dtype=torch.int64, device=device)  # (B, context_size)
+    dec = decoder_out_for(model, context[:1]).expand(batch, -1).clone()  # (B, J): every start context is the same
+    # tokens[b, t, s]: s-th symbol emitted on frame t, blank where none
+    tokens = torch.full((batch, num_frames, max_sym_per_frame), blank, dtype=torch.int64, device=device)
+
+    for t in range(num_frames):
+        n = counts[t]
+        if n == 0:
+            break
+        rows = torch.arange(n, device=device)  # utterances that may still emit on this frame
+        for s in range(max_sym_per_frame):
+            logits = model.joiner(enc[rows, t], dec[rows], project_input=False)  # (N, V)
+            y = logits.argmax(dim=-1)  # (N,)
+            emit = y != blank
+            rows, y = rows[emit], y[emit]
+            if rows.numel() == 0:
+                break
+            tokens[rows, t, s] = y
+            context[rows] = torch.cat([context[rows, 1:], y.unsqueeze(1)], dim=1)  # (N, context_size)
+            dec[rows] = decoder_out_for(model, context[rows])
+
+    hyps = [[]] * batch
+    for i, row in zip(order.tolist(), tokens.flatten(1).tolist()):
+        hyps[i] = [tok for tok in row if tok != blank]
+    return hyps

@@ -1,0 +1,14 @@
+"""Fixtures of the decoding tests: the fake models of decode_fakes.py."""
+
+import pytest
+from decode_fakes import ScriptTransducer, TinyTransducer
+
+
+@pytest.fixture
+def tiny_model() -> TinyTransducer:
+    return TinyTransducer().eval()
+
+
+@pytest.fixture
+def script_model() -> ScriptTransducer:
+    return ScriptTransducer().eval()

@@ -1,0 +1,124 @@
+"""Small hand-made transducer-like models whose joiner we control, so that search results are known."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class TinyDecoder(nn.Module):
+    """Stateless decoder: embedding of the last context_size labels, concatenated, then Linear."""
+
+    def __init__(self, vocab_size: int, dim: int, context_size: int) -> None:
+        super().__init__()
+        self.context_size = context_size
+        self.embedding = nn.Embedding(vocab_size, dim)
+        self.linear = nn.Linear(dim * context_size, dim)
+        self.calls = 0  # rows computed, to check that decoder work is not repeated
+
+    def forward(self, y: Tensor, need_pad: bool = True) -> Tensor:
+        assert not need_pad and y.ndim == 2 and y.size(1) == self.context_size
+        self.calls += y.size(0)
+        return self.linear(self.embedding(y).flatten(1)).unsqueeze(1)  # (N, 1, dim)
+
+
+class TinyJoiner(nn.Module):
+    def __init__(self, enc_dim: int, dec_dim: int, dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.encoder_proj = nn.Linear(enc_dim, dim)
+        self.decoder_proj = nn.Linear(dec_dim, dim)
+        self.output_linear = nn.Linear(dim, vocab_size)
+
+    def forward(self, enc: Tensor, dec: Tensor, project_input: bool = True) -> Tensor:
+        if project_input:
+            enc, dec = self.encoder_proj(enc), self.decoder_proj(dec)
+        return self.output_linear(torch.tanh(enc + dec))
+
+
+class TinyTransducer(nn.Module):
+    """Random-weight transducer-like model (float64 so that batched and single runs agree to the last bit)."""
+
+    def __init__(self, vocab_size: int = 5, dim: int = 8, context_size: int = 2, blank_id: int = 0, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.blank_id, self.vocab_size, self.context_size = blank_id, vocab_size, context_size
+        self.decoder = TinyDecoder(vocab_size, dim, context_size)
+        self.joiner = TinyJoiner(dim, dim, dim, vocab_size)
+        with torch.no_grad():
+            self.joiner.output_linear.weight.mul_(3.0)  # sharper distributions, fewer near-ties
+        self.double()
+
+
+class ScriptDecoder(nn.Module):
+    """Decoder output = one-hot of the last label of the context."""
+
+    def __init__(self, vocab_size: int, context_size: int) -> None:
+        super().__init__()
+        self.vocab_size, self.context_size = vocab_size, context_size
+
+    def forward(self, y: Tensor, need_pad: bool = True) -> Tensor:
+        assert not need_pad and y.size(1) == self.context_size
+        return F.one_hot(y[:, -1], self.vocab_size).double().unsqueeze(1)  # (N, 1, V)
+
+
+class ScriptJoiner(nn.Module):
+    """Encoder frame = one-hot of the label meant for that frame (blank: none). Emits that label, strongly, unless it
+    was the last label emitted; blank otherwise. A little deterministic noise keeps the other scores distinct."""
+
+    def __init__(self, vocab_size: int, blank_id: int, peak: float) -> None:
+        super().__init__()
+        self.encoder_proj = nn.Identity()
+        self.decoder_proj = nn.Identity()
+        self.blank_id, self.peak = blank_id, peak
+        g = torch.Generator().manual_seed(1)
+        self.register_buffer("noise", torch.rand(vocab_size, vocab_size, vocab_size, generator=g, dtype=torch.float64))
+
+    def forward(self, enc: Tensor, dec: Tensor, project_input: bool = True) -> Tensor:
+        enc, dec = torch.broadcast_tensors(enc, dec)
+        meant, last = enc.argmax(-1), dec.argmax(-1)
+        target = torch.where((meant != self.blank_id) & (meant != last), meant, torch.full_like(meant, self.blank_id))
+        return self.peak * F.one_hot(target, enc.size(-1)).double() + self.noise[meant, last]
+
+
+class ScriptTransducer(nn.Module):
+    def __init__(self, vocab_size: int = 6, context_size: int = 2, blank_id: int = 0, peak: float = 8.0):
+        super().__init__()
+        self.blank_id, self.vocab_size, self.context_size = blank_id, vocab_size, context_size
+        self.decoder = ScriptDecoder(vocab_size, context_size)
+        self.joiner = ScriptJoiner(vocab_size, blank_id, peak)
+
+    def encoder_out_for(self, frames: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """(B, T, V) one-hot encoder output of per-frame intended labels (0 = blank), padded, and lengths."""
+        t_max = max(len(f) for f in frames)
+        x = torch.zeros(len(frames), t_max, dtype=torch.int64)
+        for i, f in enumerate(frames):
+            x[i, : len(f)] = torch.tensor(f, dtype=torch.int64)
+        enc = F.one_hot(x, self.vocab_size).double()
+        for i, f in enumerate(frames):
+            enc[i, len(f) :] = torch.randn(t_max - len(f), self.vocab_size, dtype=torch.float64)  # padding garbage
+        return enc, torch.tensor([len(f) for f in frames])
+
+
+def exact_best(model: nn.Module, encoder_out: Tensor, length_norm: bool) -> tuple[list[int], dict]:
+    """Brute force: the posterior of every label sequence with at most one symbol per frame (all alignments
+    summed), and the best sequence. encoder_out: (T, D) of one utterance."""
+    blank, c = model.blank_id, model.context_size
+    hyps = {(blank,) * c: 0.0}
+    with torch.no_grad():
+        enc = model.joiner.encoder_proj(encoder_out)
+        for t in range(enc.size(0)):
+            new: dict = {}
+            for ys, lp in hyps.items():
+                dec = model.joiner.decoder_proj(model.decoder(torch.tensor([ys[-c:]]), need_pad=False))[:, 0]
+                logp = model.joiner(enc[t : t + 1], dec, project_input=False).log_softmax(-1)[0].tolist()
+                for v, x in enumerate(logp):
+                    key = ys if v == blank else ys + (v,)
+                    old = new.get(key, -math.inf)
+                    hi, lo = max(old, lp + x), min(old, lp + x)
+                    new[key] = hi + math.log1p(math.exp(lo - hi)) if lo > -math.inf else hi
+            hyps = new
+    best = max(hyps, key=lambda ys: hyps[ys] / len(ys) if length_norm else hyps[ys])
+    return list(best[c:]), hyps
+
+
