@@ -1,0 +1,108 @@
+"""Conformer encoder: lengths, shapes, masking, and the relative-position attention against a loop oracle."""
+
+import math
+
+import pytest
+import torch
+
+from asr.models.conformer import (
+    MIN_INPUT_FRAMES,
+    Conformer,
+    Conv2dSubsampling,
+    RelPositionMultiheadAttention,
+    relative_positions,
+    subsampled_lengths,
+)
+
+F = 20  # feature dim of the tiny encoders here
+
+
+def tiny_conformer(**kw) -> Conformer:
+    args = dict(num_features=F, d_model=16, num_heads=2, ff_dim=32, num_layers=2, cnn_kernel=5, dropout=0.0) | kw
+    return Conformer(**args)
+
+
+def test_subsampled_lengths_match_the_convolutions_for_every_length():
+    sub = Conv2dSubsampling(num_features=F, d_model=4)
+    lens = torch.arange(MIN_INPUT_FRAMES, 300)
+    expected = torch.tensor([sub(torch.zeros(1, int(t), F)).size(1) for t in lens])
+    assert torch.equal(subsampled_lengths(lens), expected)
+    # Known values: 7 -> 1, 8 -> 1, 11 -> 2, 100 -> 24, 1000 -> 249.
+    assert subsampled_lengths(torch.tensor([7, 8, 11, 100, 1000])).tolist() == [1, 1, 2, 24, 249]
+
+
+def test_output_shapes_lengths_and_zero_padding():
+    enc = tiny_conformer().eval()
+    x_lens = torch.tensor([50, 37, 7])
+    out, out_lens = enc(torch.randn(3, 50, F), x_lens)
+    assert out.shape == (3, subsampled_lengths(torch.tensor(50)).item(), 16)
+    assert torch.equal(out_lens, subsampled_lengths(x_lens))
+    for b, n in enumerate(out_lens.tolist()):
+        assert torch.all(out[b, n:] == 0)
+        assert out[b, :n].abs().sum() > 0
+
+
+def test_padding_does_not_change_valid_frames():
+    enc = tiny_conformer().eval()
+    x = torch.randn(2, 41, F)
+    x_lens = torch.tensor([41, 29])
+    out, out_lens = enc(x, x_lens)
+    # Same utterances padded with 23 more frames of large garbage.
+    x_padded = torch.cat([x, 100 * torch.randn(2, 23, F)], dim=1)
+    x_padded[1, 29:] = 100 * torch.randn(x_padded.size(1) - 29, F)
+    out_p, out_lens_p = enc(x_padded, x_lens)
+    assert torch.equal(out_lens, out_lens_p)
+    for b, n in enumerate(out_lens.tolist()):
+        torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+        alone, _ = enc(x[b : b + 1, : x_lens[b]], x_lens[b : b + 1])
+        torch.testing.assert_close(out[b, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_attention_matches_loop_oracle():
+    torch.manual_seed(1)
+    d, h, t = 8, 2, 5
+    att = RelPositionMultiheadAttention(d, h, dropout=0.0)
+    x = torch.randn(2, t, d)
+    mask = torch.tensor([[False] * t, [False] * 3 + [True] * 2])
+    pos = relative_positions(t, d, x.device, x.dtype)
+    out = att(x, pos, mask)
+
+    dh = d // h
+    q, k, v = att.in_proj(x).view(2, t, 3, h, dh).unbind(dim=2)
+    expected = torch.zeros(2, t, h, dh)
+    for b in range(2):
+        for hd in range(h):
+            for i in range(t):
+                scores = torch.full((t,), float("-inf"))
+                for j in range(t):
+                    if mask[b, j]:
+                        continue
+                    rel = relative_positions(t, d, x.device, x.dtype)[t - 1 - (i - j)]  # position i - j
+                    assert torch.allclose(rel[0::2], torch.sin((i - j) * torch.exp(
+                        torch.arange(0, d, 2) * (-math.log(10000.0) / d))))
+                    p = att.linear_pos(rel).view(h, dh)[hd]
+                    scores[j] = ((q[b, i, hd] + att.pos_bias_u[hd]) @ k[b, j, hd]
+                                 + (q[b, i, hd] + att.pos_bias_v[hd]) @ p) / math.sqrt(dh)
+                expected[b, i, hd] = torch.softmax(scores, 0) @ v[b, :, hd]
+    expected = att.out_proj(expected.reshape(2, t, d))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    enc = tiny_conformer()
+    with pytest.raises(ValueError, match="x_lens must lie"):
+        enc(torch.randn(2, 20, F), torch.tensor([20, 6]))
+    with pytest.raises(ValueError, match="x_lens must lie"):
+        enc(torch.randn(2, 20, F), torch.tensor([21, 10]))
+    with pytest.raises(ValueError, match="expected x of shape"):
+        enc(torch.randn(2, 20, F + 1), torch.tensor([20, 10]))
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_conformer(num_heads=3)
+
+
+def test_gradients_reach_every_parameter():
+    enc = tiny_conformer().train()
+    out, _ = enc(torch.randn(2, 30, F), torch.tensor([30, 20]))
+    out.sum().backward()
+    missing = [n for n, p in enc.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
