@@ -1,0 +1,64 @@
+"""Structured configs of the optimiser, its learning-rate schedule and the training loop."""
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING
+
+
+@dataclass
+class OptimConfig:
+    # Adam's moments: icefall's pruned_transducer_stateless uses (0.9, 0.98), as the Transformer paper.
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    # Adam's epsilon: 1e-9 as icefall's Noam optimiser (the sum-reduced loss makes gradients large).
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    # "noam": warm-up then 1/sqrt(step) decay (icefall's pruned_transducer_stateless);
+    # "eden": decay in both batches and epochs (icefall's later recipes).
+    schedule: str = "noam"
+    # Noam: lr = lr_factor * model_size^-0.5 * min(step^-0.5, step * warm_step^-1.5).
+    # lr_factor 5 and warm_step 80000 are icefall's values for 960 h of LibriSpeech.
+    lr_factor: float = 5.0
+    warm_step: int = 80000
+    # The attention dim of the encoder (Noam's d_model); the YAML interpolates it from the model config.
+    model_size: int = 512
+    # Eden: lr = base_lr * ((b^2 + lr_batches^2) / lr_batches^2)^-0.25 * ((e^2 + lr_epochs^2) / lr_epochs^2)^-0.25,
+    # with a linear warm-up from 0.5 * lr over warmup_batches; icefall's pruned_transducer_stateless7 values.
+    base_lr: float = 0.003
+    lr_batches: float = 5000.0
+    lr_epochs: float = 6.0
+    warmup_batches: float = 500.0
+    # Gradient clipping (global L2 norm) on the gradient of the loss summed over the global batch; icefall clips
+    # pruned_transducer_stateless at 5. 0 disables clipping.
+    clip_grad_norm: float = 5.0
+
+
+@dataclass
+class TrainerConfig:
+    # Experiment directory: checkpoints, tensorboard, logs, config.yaml (layout in asr/train/__init__.py).
+    exp_dir: str = MISSING
+    # Epochs to train (1-based numbering in file names); icefall trains its 960 h conformer models for 30.
+    num_epochs: int = 30
+    # Stop after this many batches in all (0: no limit); for smoke tests and demos.
+    max_steps: int = 0
+    # Seed of every random generator (model init, dropout, sampler shuffling).
+    seed: int = 42
+    # "auto" picks cuda when available; "cpu" or "cuda" force it.
+    device: str = "auto"
+    # Mixed precision: "none" (float32), "fp16" (CUDA only, with a GradScaler) or "bf16". Losses stay float32.
+    amp: str = "none"
+    # Console and tensorboard logging period, in batches.
+    log_interval: int = 50
+    # Validation period in batches (0: only at each epoch end); icefall validates every 3000 batches.
+    valid_interval: int = 3000
+    # Checkpoint period in batches (checkpoint-{step}.pt); 0 disables them (epoch-{E}.pt are always written).
+    save_every_n: int = 4000
+    # How many checkpoint-{step}.pt files to keep (epoch files are all kept, decoding averages them).
+    keep_last_k: int = 20
+    # Period of the running model average in batches (icefall's average_period); 0 disables it.
+    average_period: int = 200
+    # Deterministic kernels (torch.use_deterministic_algorithms); needed for bit-exact resume on GPU.
+    deterministic: bool = False
+    # Write tensorboard events under exp_dir/tensorboard.
+    tensorboard: bool = True
+    # DDP's find_unused_parameters: the transducer uses every parameter, so False is right and faster.
+    find_unused_parameters: bool = False

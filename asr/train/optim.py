@@ -1,0 +1,119 @@
+"""Optimiser and learning-rate schedules (icefall's Noam and Eden).
+
+Both schedules are pure functions of counters (batches done, epoch), so their state is two integers and resuming
+gives the same learning rates. The loop calls `step_batch(batch_idx_train)` after every batch and
+`step_epoch(epoch - 1)` at the start of each (1-based) epoch, as icefall does.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from asr.train.config import OptimConfig
+
+
+def noam_lr(step: int, model_size: int, factor: float, warm_step: int) -> float:
+    """Noam's rate for the optimiser step number `step` (1-based): linear warm-up, then 1/sqrt(step)."""
+    step = max(step, 1)
+    return factor * model_size**-0.5 * min(step**-0.5, step * warm_step**-1.5)
+
+
+def eden_lr(
+    base_lr: float, batch: float, epoch: float, lr_batches: float, lr_epochs: float, warmup_batches: float
+) -> float:
+    """Eden's rate after `batch` batches in all and `epoch` whole epochs (both 0-based counts)."""
+    batch_factor = ((batch**2 + lr_batches**2) / lr_batches**2) ** -0.25
+    epoch_factor = ((epoch**2 + lr_epochs**2) / lr_epochs**2) ** -0.25
+    warmup = 1.0 if batch >= warmup_batches else 0.5 + 0.5 * batch / warmup_batches
+    return base_lr * batch_factor * epoch_factor * warmup
+
+
+class Schedule:
+    """Sets the learning rate of every parameter group from the counters; subclasses give `rate()`."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.batch = 0  # batches done
+        self.epoch = 0  # whole epochs done
+        self._apply()
+
+    def rate(self) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        lr = self.rate()
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"learning-rate schedule gave {lr} at batch {self.batch}, epoch {self.epoch}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step_batch(self, batch: int) -> None:
+        """Called after each batch with the number of batches done so far (in all epochs)."""
+        self.batch = batch
+        self._apply()
+
+    def step_epoch(self, epoch: int) -> None:
+        """Called at the start of each epoch with the number of whole epochs done."""
+        self.epoch = epoch
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"batch": self.batch, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batch = int(state["batch"])
+        self.epoch = int(state["epoch"])
+        self._apply()
+
+
+class NoamSchedule(Schedule):
+    """icefall's Noam: the batch after `batch` batches done is optimiser step `batch + 1`."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model_size: int, factor: float, warm_step: int):
+        if model_size <= 0 or warm_step <= 0:
+            raise ValueError(f"Noam needs model_size > 0 and warm_step > 0, got {model_size}, {warm_step}")
+        self.model_size, self.factor, self.warm_step = model_size, factor, warm_step
+        super().__init__(optimizer)
+
+    def rate(self) -> float:
+        return noam_lr(self.batch + 1, self.model_size, self.factor, self.warm_step)
+
+
+class EdenSchedule(Schedule):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        base_lr: float,
+        lr_batches: float,
+        lr_epochs: float,
+        warmup_batches: float,
+    ):
+        if lr_batches <= 0 or lr_epochs <= 0:
+            raise ValueError(f"Eden needs lr_batches > 0 and lr_epochs > 0, got {lr_batches}, {lr_epochs}")
+        self.base_lr, self.lr_batches, self.lr_epochs = base_lr, lr_batches, lr_epochs
+        self.warmup_batches = warmup_batches
+        super().__init__(optimizer)
+
+    def rate(self) -> float:
+        return eden_lr(self.base_lr, self.batch, self.epoch, self.lr_batches, self.lr_epochs, self.warmup_batches)
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Optimizer, Schedule]:
+    """Adam over the model's trainable parameters and the schedule that sets its learning rate."""
+    if len(cfg.betas) != 2:
+        raise ValueError(f"optim.betas needs two values, got {cfg.betas}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(
+        params, lr=0.0, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
+    if cfg.schedule == "noam":
+        schedule: Schedule = NoamSchedule(optimizer, cfg.model_size, cfg.lr_factor, cfg.warm_step)
+    elif cfg.schedule == "eden":
+        schedule = EdenSchedule(optimizer, cfg.base_lr, cfg.lr_batches, cfg.lr_epochs, cfg.warmup_batches)
+    else:
+        raise ValueError(f"optim.schedule must be noam or eden, got {cfg.schedule!r}")
+    return optimizer, schedule

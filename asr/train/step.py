@@ -1,0 +1,112 @@
+"""One batch's loss, with bad utterances dropped.
+
+An utterance is dropped (and its cut id reported) when
+  - its features hold NaN or inf,
+  - it has more tokens than encoder frames (no alignment exists; the loss would be infinite), or
+  - the model still returns a non-finite simple or pruned loss for it.
+The model is run with reduction="none"; when some utterances come out non-finite, the forward is run again on the
+good ones only, so no NaN ever reaches the backward. A batch with no good utterance gives `loss=None`.
+"""
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class BatchLoss:
+    # Weighted loss summed over the kept utterances, the one to backpropagate; None when every utterance was bad.
+    loss: Tensor | None
+    simple: float = 0.0  # unweighted simple loss, summed over kept utterances
+    pruned: float = 0.0  # unweighted pruned loss, summed over kept utterances
+    frames: float = 0.0  # encoder frames of the kept utterances (the per-frame denominator)
+    utterances: int = 0  # kept utterances
+    bad_cut_ids: list[str] = field(default_factory=list)
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """torch.autocast for "fp16"/"bf16", a no-op for "none"."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+    if dtype is None:
+        raise ValueError(f"trainer.amp must be none, fp16 or bf16, got {amp!r}")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _forward(model, x, x_lens, y, y_lens, prune_range, am_scale, lm_scale, device, amp) -> tuple[Tensor, Tensor]:
+    with autocast_context(device, amp):
+        simple, pruned = model(
+            x=x, x_lens=x_lens, y=y, y_lens=y_lens, prune_range=prune_range,
+            am_scale=am_scale, lm_scale=lm_scale, reduction="none",
+        )  # fmt: skip
+    return simple.float(), pruned.float()  # (B,), (B,)
+
+
+def compute_batch_loss(
+    model: nn.Module,
+    x: Tensor,
+    x_lens: Tensor,
+    y: Tensor,
+    y_lens: Tensor,
+    cut_ids: list[str],
+    *,
+    prune_range: int,
+    am_scale: float,
+    lm_scale: float,
+    simple_scale: float,
+    pruned_scale: float,
+    frames_fn: Callable[[Tensor], Tensor],
+    device: torch.device,
+    amp: str = "none",
+) -> BatchLoss:
+    """Forward of one batch; the loss to backpropagate is simple_scale * simple + pruned_scale * pruned.
+
+    Args:
+        model: a Transducer (or DDP around one): forward(x, x_lens, y, y_lens, prune_range, am_scale, lm_scale,
+            reduction) -> (simple (B,), pruned (B,)).
+        x: (B, T, F) features.
+        x_lens: (B,) frames of each utterance.
+        y: (B, U) int64 tokens, padded.
+        y_lens: (B,) tokens of each utterance.
+        cut_ids: B cut ids, for the log of dropped utterances.
+        frames_fn: encoder frames from input frames, (B,) -> (B,) (the encoder's subsampling).
+    """
+    B = x.size(0)
+    if not (x_lens.shape == y_lens.shape == (B,) and y.size(0) == B and len(cut_ids) == B):
+        raise ValueError(
+            f"batch shapes disagree: x {tuple(x.shape)}, x_lens {tuple(x_lens.shape)}, y {tuple(y.shape)}, "
+            f"y_lens {tuple(y_lens.shape)}, {len(cut_ids)} cut ids"
+        )
+    enc_frames = frames_fn(x_lens.cpu())  # (B,)
+    finite_feats = torch.isfinite(x).flatten(1).all(dim=1).cpu()  # (B,)
+    keep = finite_feats & (y_lens.cpu() <= enc_frames) & (enc_frames > 0)  # (B,)
+    result = None
+    for _ in range(2):  # the second pass runs only if the model returned non-finite losses for some utterances
+        if not bool(keep.any()):
+            break
+        idx = keep.nonzero().squeeze(1)
+        sub = idx.to(x.device)
+        xs, xl, ys, yl = x[sub], x_lens[sub], y[sub], y_lens[sub]
+        xs, xl, ys, yl = xs[:, : int(xl.max())], xl, ys[:, : max(int(yl.max()), 1)], yl
+        simple, pruned = _forward(model, xs.to(device), xl.to(device), ys.to(device), yl.to(device),
+                                  prune_range, am_scale, lm_scale, device, amp)  # fmt: skip
+        finite = (torch.isfinite(simple) & torch.isfinite(pruned)).cpu()  # (b,)
+        if bool(finite.all()):
+            loss = (simple_scale * simple + pruned_scale * pruned).sum()
+            result = BatchLoss(
+                loss=loss,
+                simple=float(simple.detach().sum()),
+                pruned=float(pruned.detach().sum()),
+                frames=float(enc_frames[idx].sum()),
+                utterances=int(idx.numel()),
+            )
+            break
+        keep[idx[~finite]] = False
+    if result is None:
+        result = BatchLoss(loss=None)
+    result.bad_cut_ids = [cut_ids[i] for i in (~keep).nonzero().squeeze(1).tolist()]
+    return result
