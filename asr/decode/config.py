@@ -1,0 +1,60 @@
+"""Structured config of decoding: which weights, which search, which test sets.
+
+`DecodeConfig` is the top-level schema of conf/decode.yaml ("decode_schema" in the ConfigStore); its `decode` field
+is the config group conf/decode/{greedy,beam_search,modified_beam_search}.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METHODS = ("greedy", "beam_search", "modified_beam_search")
+
+
+@dataclass
+class SearchConfig:
+    # "greedy", "beam_search" (Graves, one utterance at a time) or "modified_beam_search" (batched).
+    method: str = "greedy"
+    # Hypotheses kept by the beam searches: 4 is icefall's default and gains most of what wider beams give.
+    beam: int = 4
+    # Greedy only: most symbols per frame; 1 is what icefall decodes with (a trained model rarely wants more).
+    max_sym_per_frame: int = 1
+
+
+@dataclass
+class DecodeConfig:
+    # Experiment directory written by training (epoch-E.pt, checkpoint-N.pt, config.yaml). Results go to
+    # <exp_dir>/<method>/.
+    exp_dir: str = "exp/demo"
+    # Weights: the average of epoch-(epoch-avg+1)..epoch-epoch (icefall's --epoch/--avg); epoch 0 = the last one.
+    epoch: int = 0
+    avg: int = 1
+    # When > 0: average the `avg` newest checkpoint-N.pt with N <= iter instead of epoch checkpoints.
+    iter: int = 0
+    # Use the running average of the weights kept by training ("model_avg") instead of the raw weights: with
+    # avg > 1, the average over the epochs epoch-avg+1..epoch only, derived from two running averages as icefall.
+    use_averaged_model: bool = False
+    # One checkpoint file to decode, overriding epoch/avg/iter (empty: unused).
+    checkpoint: str = ""
+    # Test sets by name, cut manifests as the data config names them (empty list: the training config's test_sets).
+    test_sets: list[str] = field(default_factory=list)
+    # LibriSpeech-layout folders (speaker/chapter/*.flac + *.trans.txt) decoded in addition, named by folder name.
+    test_dirs: list[str] = field(default_factory=list)
+    # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint).
+    manifest_dir: str = ""
+    bpe_model: str = ""
+    # Seconds of audio per batch; icefall decodes with 600 on a GPU.
+    max_duration: float = 300.0
+    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...
+    device: str = "auto"
+    decode: SearchConfig = field(default_factory=SearchConfig)
+
+
+def check_search(cfg: SearchConfig) -> None:
+    """Raises a clear error for an unknown method or a beam / max_sym_per_frame below 1."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown decoding method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    if cfg.beam < 1:
+        raise ValueError(f"beam must be >= 1, got {cfg.beam}")
+    if cfg.max_sym_per_frame < 1:
+        raise ValueError(f"max_sym_per_frame must be >= 1, got {cfg.max_sym_per_frame}")
