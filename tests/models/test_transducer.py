@@ -191,3 +191,14 @@ def test_losses_and_gradients_agree_across_loss_backends():
     torch.testing.assert_close(ours[1], oracle[1], atol=1e-4, rtol=1e-5)
     for g, g_ref in zip(ours[2], oracle[2]):
         torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-4)
+
+
+def test_parameter_count_printer(capsys):
+    from asr.models.__main__ import main
+
+    main([str(CONF_DIR / "conformer_small.yaml")])
+    out = capsys.readouterr().out
+    n_params = sum(p.numel() for p in build_model(
+        OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF_DIR / "conformer_small.yaml"))
+    ).parameters())
+    assert "conformer_small" in out and f"{n_params:,}" in out
