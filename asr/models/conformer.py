@@ -18,6 +18,10 @@ _SUBSAMPLING_KERNEL = 3
 _SUBSAMPLING_STRIDE = 2
 # Fewest input frames that still give one output frame: ((7 - 1) // 2 - 1) // 2 = 1.
 MIN_INPUT_FRAMES = 7
+# Wavelength base of the sinusoidal position table (Vaswani et al. 2017).
+_POSITION_BASE = 10000.0
+# Each of the two macaron feed-forward modules adds half its output (Conformer paper).
+_MACARON_SCALE = 0.5
 
 
 @dataclass
@@ -87,7 +91,7 @@ def relative_positions(length: int, d_model: int, device: torch.device, dtype: t
     """
     pos = torch.arange(length - 1, -length, -1, device=device, dtype=torch.float32).unsqueeze(1)  # (2T-1, 1)
     inv_freq = torch.exp(
-        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(_POSITION_BASE) / d_model)
     )
     table = torch.zeros(2 * length - 1, d_model, device=device, dtype=torch.float32)
     table[:, 0::2] = torch.sin(pos * inv_freq)
@@ -205,10 +209,10 @@ class ConformerLayer(nn.Module):
 
     def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
         """x: (B, T, D), pos_emb: (2T - 1, D), key_padding_mask: (B, T) -> (B, T, D)."""
-        x = x + 0.5 * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
+        x = x + _MACARON_SCALE * self.dropout(self.ff_macaron(self.norm_ff_macaron(x)))
         x = x + self.dropout(self.self_attn(self.norm_mha(x), pos_emb, key_padding_mask))
         x = x + self.dropout(self.conv(self.norm_conv(x), key_padding_mask))
-        x = x + 0.5 * self.dropout(self.ff(self.norm_ff(x)))
+        x = x + _MACARON_SCALE * self.dropout(self.ff(self.norm_ff(x)))
         return self.norm_final(x)
 
 

@@ -62,6 +62,7 @@ class Transducer(nn.Module):
         am_scale: float,
         lm_scale: float,
         reduction: str = "sum",
+        delay_penalty: float = 0.0,
     ) -> tuple[Tensor, Tensor]:
         """
         Args:
@@ -72,6 +73,7 @@ class Transducer(nn.Module):
             prune_range: S, labels kept per frame by pruning.
             am_scale, lm_scale: smoothing of the simple loss (k2's am_only_scale, lm_only_scale).
             reduction: "sum" (over the batch) or "none".
+            delay_penalty: k2's penalty on late emission (0 disables), passed to both losses.
         Returns:
             (simple_loss, pruned_loss): scalars for "sum", (B,) for "none"; negated log-likelihoods, float32.
         """
@@ -109,6 +111,7 @@ class Transducer(nn.Module):
                 lm_only_scale=lm_scale,
                 am_only_scale=am_scale,
                 boundary=boundary,
+                delay_penalty=delay_penalty,
                 reduction=reduction,
                 return_grad=True,
             )
@@ -130,6 +133,7 @@ class Transducer(nn.Module):
                 ranges=ranges,
                 termination_symbol=self.blank_id,
                 boundary=boundary,
+                delay_penalty=delay_penalty,
                 reduction=reduction,
             )
         return simple_loss, pruned_loss

@@ -202,3 +202,14 @@ def test_parameter_count_printer(capsys):
         OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF_DIR / "conformer_small.yaml"))
     ).parameters())
     assert "conformer_small" in out and f"{n_params:,}" in out
+
+
+def test_delay_penalty_reaches_both_losses():
+    model = tiny_model().eval()
+    x, x_lens, y, y_lens = batch()
+    base = model(x, x_lens, y, y_lens, reduction="none", **LOSS_ARGS)
+    same = model(x, x_lens, y, y_lens, reduction="none", delay_penalty=0.0, **LOSS_ARGS)
+    penalised = model(x, x_lens, y, y_lens, reduction="none", delay_penalty=0.5, **LOSS_ARGS)
+    for b, s, p in zip(base, same, penalised):
+        torch.testing.assert_close(b, s)
+        assert not torch.allclose(b, p)
