@@ -150,11 +150,16 @@ def write_wer_summary(path: Path | str, wers: dict[str, float]) -> None:
             f.write(f"{name}\t{wer:.2f}\n")
 
 
-def write_results(out_dir: Path | str, test_set: str, method: str, results: Sequence[Result]) -> ErrorStats:
-    """Writes the recogs, errs and wer-summary files of one test set and method; returns its edit counts."""
+def write_results(
+    out_dir: Path | str, test_set: str, method: str, results: Sequence[Result], setting: str = ""
+) -> ErrorStats:
+    """Writes the recogs, errs and wer-summary files of one test set and method; returns its edit counts.
+
+    `setting` names the line of the summary (e.g. "modified_beam_search_beam_4_epoch-30-avg-9"; default: method).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_recogs(out_dir / f"recogs-{test_set}-{method}.txt", results)
     stats = write_errs(out_dir / f"errs-{test_set}-{method}.txt", results)
-    write_wer_summary(out_dir / f"wer-summary-{test_set}-{method}.txt", {method: stats.wer})
+    write_wer_summary(out_dir / f"wer-summary-{test_set}-{method}.txt", {setting or method: stats.wer})
     return stats

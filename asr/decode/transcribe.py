@@ -1,0 +1,128 @@
+"""`asr-transcribe`: transcribes audio files with a trained model, one line per file: path, a tab, the text.
+
+    asr-transcribe --exp-dir recipes/librispeech/exp/l12 --epoch 30 --avg 9 a.flac b.wav
+    asr-transcribe --exp-dir exp/demo --checkpoint exp/demo/epoch-3.pt --method modified_beam_search *.wav
+
+Audio of any sample rate and channel count is read (channels averaged), resampled to 16 kHz, and turned into the
+fbank features of training (lhotse's Fbank, its defaults, with the model's number of bins). A file that is missing or
+cannot be read gets a message on stderr; the other files are still transcribed, and the exit status is 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from lhotse import Fbank, FbankConfig
+
+from asr.data.tokenizer import Tokenizer
+from asr.decode.config import METHODS
+from asr.decode.loading import load_model, resolve_device
+from asr.decode.search import search
+from asr.models import subsampled_lengths
+
+# LibriSpeech, and so every model trained by the recipes, is 16 kHz.
+SAMPLE_RATE = 16000
+PROG = "asr-transcribe"
+
+
+class AudioError(Exception):
+    """An input file that cannot be transcribed (missing, unreadable, empty, too short)."""
+
+
+def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples of an audio file, resampled to `sample_rate`. Raises AudioError."""
+    if not path.is_file():
+        raise AudioError("no such file")
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+    except Exception as e:  # libsndfile's errors: unknown format, truncated file, ...
+        raise AudioError(f"cannot read audio ({e})") from e
+    if samples.shape[0] == 0:
+        raise AudioError("no samples")
+    mono = torch.from_numpy(samples.mean(axis=1))
+    if rate != sample_rate:
+        mono = torchaudio.functional.resample(mono, rate, sample_rate)
+    return mono.numpy()
+
+
+def features(samples: np.ndarray, num_bins: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """(T, F) log-mel fbank of the samples, as lhotse computes them for training."""
+    return torch.from_numpy(Fbank(FbankConfig(num_filters=num_bins)).extract(samples, sample_rate)).float()
+
+
+def _bpe_model(arg: str, train_config: dict, exp_dir: Path) -> Path:
+    """The BPE model: --bpe-model, else the training config's, looked up from the current directory and from the
+    experiment directory upwards (training ran in the recipe folder, with paths relative to it)."""
+    if arg:
+        return Path(arg)
+    rel = Path(train_config.get("data", {}).get("bpe_model", ""))
+    if rel.is_absolute() or rel.is_file():
+        return rel
+    for base in (exp_dir, *exp_dir.resolve().parents):
+        if (base / rel).is_file():
+            return base / rel
+    raise FileNotFoundError(f"BPE model {rel} of the training config not found; give --bpe-model")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp-dir", required=True, type=Path, help="experiment directory of a training run")
+    p.add_argument("--epoch", type=int, default=0, help="last epoch of the average (0: the newest)")
+    p.add_argument("--avg", type=int, default=1, help="epoch checkpoints averaged")
+    p.add_argument("--iter", type=int, default=0, help="average checkpoint-N.pt with N <= ITER instead")
+    p.add_argument("--use-averaged-model", action="store_true", help="use training's running average")
+    p.add_argument("--checkpoint", default="", help="one checkpoint file (overrides --epoch/--avg/--iter)")
+    p.add_argument("--method", default="greedy", choices=METHODS)
+    p.add_argument("--beam", type=int, default=4, help="beam of the beam searches")
+    p.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy: most symbols per frame")
+    p.add_argument("--bpe-model", default="", help="default: the training config's, found from the exp dir")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    p.add_argument("files", nargs="+", type=Path, help="wav/flac files")
+    return p.parse_args(argv)
+
+
+@torch.inference_mode()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
+    device = resolve_device(args.device)
+    try:
+        loaded = load_model(args.exp_dir, args.epoch, args.avg, args.iter, args.use_averaged_model,
+                            args.checkpoint, device)
+        tokenizer = Tokenizer(_bpe_model(args.bpe_model, loaded.train_config, args.exp_dir))
+    except (OSError, RuntimeError, ValueError) as e:
+        print(f"{PROG}: cannot load the model: {e}", file=sys.stderr)
+        return 2
+    model = loaded.model
+    num_bins = int(loaded.train_config["model"].get("encoder", {}).get("num_features", 80))
+
+    failed = 0
+    for path in args.files:
+        try:
+            feats = features(read_audio(path), num_bins)  # (T, F)
+            x_lens = torch.tensor([feats.size(0)], dtype=torch.int64)
+            if int(subsampled_lengths(x_lens)[0]) < 1:
+                raise AudioError(f"too short ({feats.size(0)} feature frames)")
+            enc, enc_lens = model.encode(feats.unsqueeze(0).to(device), x_lens.to(device))
+            hyp = search(model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame)
+            text = tokenizer.decode(hyp)[0].upper()
+        except AudioError as e:
+            print(f"{PROG}: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{path}\t{text}", flush=True)
+    if failed:
+        print(f"{PROG}: {failed} of {len(args.files)} files could not be transcribed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

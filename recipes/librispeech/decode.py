@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Decodes the test sets with a trained model and reports WER and real-time factor.
+
+    cd recipes/librispeech
+    python decode.py exp_dir=exp/l12 epoch=30 avg=9 decode=modified_beam_search
+    python decode.py exp_dir=exp/l12 iter=120000 avg=4 decode=greedy
+    python decode.py exp_dir=exp/l12 epoch=30 avg=9 use_averaged_model=true
+    python decode.py exp_dir=exp/demo 'test_dirs=[download/demo/LibriSpeech/test-clean]' test_sets=[none]
+
+Writes <exp_dir>/<method>/{recogs,errs,wer-summary}-<set>-<method>.txt for each test set and prints a WER table.
+Configs: conf/decode.yaml and its group decode (greedy, beam_search, modified_beam_search).
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from asr.config import register_configs
+from asr.data.config import DataConfig
+from asr.data.module import AsrDataModule
+from asr.data.tokenizer import Tokenizer
+from asr.decode.config import DecodeConfig, check_search
+from asr.decode.loading import load_model, resolve_device
+from asr.decode.runner import decode_batches
+from asr.metrics.wer import write_results
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+log = logging.getLogger("decode")
+
+
+def data_config(cfg: DecodeConfig, train_config: dict) -> DataConfig:
+    """The training run's data config with decoding's overrides."""
+    data = OmegaConf.merge(OmegaConf.structured(DataConfig), train_config.get("data", {}))
+    if cfg.manifest_dir:
+        data.manifest_dir = cfg.manifest_dir
+    if cfg.bpe_model:
+        data.bpe_model = cfg.bpe_model
+    if cfg.test_sets:
+        data.test_sets = [s for s in cfg.test_sets if s.lower() != "none"]
+    data.max_duration = cfg.max_duration
+    data.num_workers = min(data.num_workers, 2)
+    return OmegaConf.to_object(data)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="decode", version_base="1.3")
+def main(dict_cfg: DictConfig) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s [%(name)s] %(message)s", level=logging.INFO)
+    cfg: DecodeConfig = OmegaConf.to_object(dict_cfg)
+    check_search(cfg.decode)
+    device = resolve_device(cfg.device)
+    loaded = load_model(
+        cfg.exp_dir,
+        epoch=cfg.epoch,
+        avg=cfg.avg,
+        iteration=cfg.iter,
+        use_averaged_model=cfg.use_averaged_model,
+        checkpoint=cfg.checkpoint,
+        device=device,
+    )
+    log.info("decoding with %s on %s, %s", loaded.description, device, cfg.decode)
+    data = data_config(cfg, loaded.train_config)
+    tokenizer = Tokenizer(data.bpe_model)
+    if tokenizer.vocab_size != loaded.model.vocab_size:
+        raise ValueError(f"{data.bpe_model} has {tokenizer.vocab_size} tokens, the model {loaded.model.vocab_size}")
+    module = AsrDataModule(data, tokenizer)
+    loaders = module.test_dataloaders()
+    for folder in cfg.test_dirs:
+        loaders[Path(folder).name] = module.test_dataloader_for(folder)
+    if not loaders:
+        raise FileNotFoundError(f"nothing to decode: no cuts for {data.test_sets} in {data.manifest_dir}, no test_dirs")
+
+    method = cfg.decode.method
+    setting = method if method == "greedy" else f"{method}_beam_{cfg.decode.beam}"
+    setting += f"_{loaded.description}"
+    out_dir = Path(cfg.exp_dir) / method
+    rows = []
+    for name, loader in loaders.items():
+        decoded = decode_batches(
+            loaded.model,
+            loader,
+            tokenizer,
+            method,
+            beam=cfg.decode.beam,
+            max_sym_per_frame=cfg.decode.max_sym_per_frame,
+            device=device,
+        )
+        stats = write_results(out_dir, name, method, decoded.results, setting=setting)
+        log.info("%s: WER %.2f%% (%d utterances), RTF %.4f", name, stats.wer, len(decoded.results), decoded.rtf)
+        rows.append((name, stats, len(decoded.results), decoded.rtf))
+
+    print(f"\n{setting}  (results in {out_dir})")
+    print(f"{'test set':<20} {'WER %':>7} {'ins':>6} {'del':>6} {'sub':>6} {'words':>8} {'utts':>6} {'RTF':>8}")
+    for name, s, n, rtf in rows:
+        print(
+            f"{name:<20} {s.wer:>7.2f} {s.insertions:>6} {s.deletions:>6} {s.substitutions:>6} "
+            f"{s.ref_words:>8} {n:>6} {rtf:>8.4f}"
+        )
+
+
+if __name__ == "__main__":
+    register_configs()
+    main()
