@@ -16,7 +16,7 @@ import torch
 from lhotse import CutSet, Fbank, FbankConfig, load_manifest, load_manifest_lazy
 from lhotse.cut import Cut
 from lhotse.dataset import (CutMix, DynamicBucketingSampler, K2SpeechRecognitionDataset, OnTheFlyFeatures,
-                            PrecomputedFeatures, SpecAugment)
+                            PrecomputedFeatures, SimpleCutSampler, SpecAugment)
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -181,9 +181,9 @@ class AsrDataModule:
 
     def _eval_loader(self, cuts: CutSet, rank: int = 0, world_size: int = 1) -> DataLoader:
         dataset = K2SpeechRecognitionDataset(return_cuts=True, input_strategy=self._input_strategy())
-        sampler = DynamicBucketingSampler(cuts, max_duration=self.cfg.max_duration, shuffle=False,
-                                          num_buckets=min(self.cfg.num_buckets, max(1, len(cuts) // 2)),
-                                          rank=rank, world_size=world_size)
+        # Evaluation keeps the manifest order: no bucketing, no shuffling.
+        sampler = SimpleCutSampler(cuts, max_duration=self.cfg.max_duration, shuffle=False, rank=rank,
+                                   world_size=world_size)
         return self._loader(dataset, sampler)
 
     def valid_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -219,7 +219,7 @@ class AsrDataModule:
         cuts = audio_folder_cuts(path)
         dataset = K2SpeechRecognitionDataset(
             return_cuts=True, input_strategy=OnTheFlyFeatures(Fbank(FbankConfig(num_filters=self.cfg.num_mel_bins))))
-        sampler = DynamicBucketingSampler(cuts, max_duration=self.cfg.max_duration, shuffle=False, num_buckets=1)
+        sampler = SimpleCutSampler(cuts, max_duration=self.cfg.max_duration, shuffle=False)
         return self._loader(dataset, sampler)
 
 

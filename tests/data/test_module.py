@@ -1,0 +1,115 @@
+"""AsrDataModule: batches within max_duration, exact resume, DDP sharding, model inputs, cut filtering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from data_fixtures import WORDS
+from lhotse import load_manifest
+
+from asr.data.config import DataConfig
+from asr.data.features import TRAIN_ALL
+from asr.data.module import AsrDataModule, CutFilter, batch_to_model_inputs, subsampled_frames
+from asr.data.tokenizer import Tokenizer
+
+MAX_DURATION = 6.0
+
+
+@pytest.fixture()
+def module(prepared) -> AsrDataModule:
+    cfg = DataConfig(manifest_dir=str(prepared / "fbank"), bpe_model=str(prepared / "lang" / "bpe.model"),
+                     train_cuts=TRAIN_ALL, valid_sets=["dev-clean"], test_sets=["dev-clean", "test-other"],
+                     max_duration=MAX_DURATION, num_buckets=2, num_workers=0, spec_aug=True,
+                     min_cut_duration=1.0, max_cut_duration=20.0)
+    return AsrDataModule(cfg, Tokenizer(cfg.bpe_model))
+
+
+def _epoch_ids(loader) -> list[list[str]]:
+    return [[c.id for c in b["supervisions"]["cut"]] for b in loader]
+
+
+def test_train_batches_within_max_duration_and_cover_the_cuts(module, prepared):
+    loader = module.train_dataloader(seed=1)
+    seen = []
+    for batch in loader:
+        cuts = batch["supervisions"]["cut"]
+        assert sum(c.duration for c in cuts) <= MAX_DURATION + 1e-6
+        assert batch["inputs"].shape[0] == len(cuts) and batch["inputs"].shape[2] == 80
+        seen += [c.id for c in cuts]
+    all_ids = [c.id for c in load_manifest(prepared / "fbank" / TRAIN_ALL)]
+    assert len(seen) == len(set(seen))
+    assert set(seen) <= set(all_ids) and len(seen) >= len(all_ids) // 2  # drop_last loses at most a batch/bucket
+
+
+def test_sampler_state_resumes_exactly(module):
+    full = _epoch_ids(module.train_dataloader(seed=3))
+    assert len(full) >= 3
+    loader = module.train_dataloader(seed=3)
+    it = iter(loader)
+    first = [[c.id for c in next(it)["supervisions"]["cut"]] for _ in range(2)]
+    state = loader.sampler.state_dict()
+    rest = _epoch_ids(module.train_dataloader(seed=3, sampler_state=state))
+    assert first + rest == full
+
+
+def test_ranks_get_disjoint_batches(module):
+    r0 = {i for b in _epoch_ids(module.train_dataloader(rank=0, world_size=2, seed=5)) for i in b}
+    r1 = {i for b in _epoch_ids(module.train_dataloader(rank=1, world_size=2, seed=5)) for i in b}
+    assert r0 and r1 and not r0 & r1
+
+
+def test_batch_to_model_inputs_matches_the_cuts(module):
+    batch = next(iter(module.valid_dataloader()))
+    x, x_lens, y, y_lens, cut_ids = batch_to_model_inputs(batch, module.tokenizer)
+    cuts = {c.id: c for c in batch["supervisions"]["cut"]}
+    assert x.dim() == 3 and x.shape[0] == len(cut_ids) and x.shape[2] == 80 and x.shape[1] == int(x_lens.max())
+    assert y.dtype == torch.int64 and y.shape == (len(cut_ids), int(y_lens.max()))
+    for i, cid in enumerate(cut_ids):
+        cut = cuts[cid]
+        assert int(x_lens[i]) == cut.num_frames
+        # no SpecAugment on validation: the rows are the stored features exactly
+        torch.testing.assert_close(x[i, : x_lens[i]], torch.from_numpy(cut.load_features()))
+        assert module.tokenizer.decode([y[i, : y_lens[i]].tolist()])[0] == cut.supervisions[0].text
+        assert bool((y[i, y_lens[i]:] == module.tokenizer.blank_id).all())
+
+
+def test_test_dataloaders_skip_missing_sets(module, tiny_corpus):
+    loaders = module.test_dataloaders()
+    assert list(loaders) == ["dev-clean"]
+    ids = sorted(i for b in _epoch_ids(loaders["dev-clean"]) for i in b)
+    assert ids == sorted(tiny_corpus[1]["dev-clean"])
+
+
+def test_audio_folder_loader_computes_features(module, tiny_corpus):
+    root, utts = tiny_corpus
+    loader = module.test_dataloader_for(root / "LibriSpeech" / "dev-clean")
+    batches = list(loader)
+    texts = {c.id: c.supervisions[0].text for b in batches for c in b["supervisions"]["cut"]}
+    assert sorted(texts) == sorted(utts["dev-clean"]) and all(texts.values())
+    assert all(b["inputs"].shape[2] == 80 for b in batches)
+
+
+def test_cut_filter_drops_and_counts(module, prepared):
+    cut = next(iter(load_manifest(prepared / "fbank" / "librispeech_cuts_dev-clean.jsonl.gz")))
+    keep = CutFilter(module.tokenizer, 1.0, 20.0)
+    short = cut.truncate(duration=0.5)
+    odd = cut.with_id("odd")
+    odd.supervisions = [cut.supervisions[0].transform_text(lambda t: t + " 42")]
+    wordy = cut.with_id("wordy")
+    wordy.supervisions = [cut.supervisions[0].transform_text(lambda t: " ".join(WORDS * 2))]
+    assert subsampled_frames(cut.num_frames) < len(module.tokenizer.encode([" ".join(WORDS * 2)])[0])
+    assert [keep(c) for c in (cut, short, odd, wordy)] == [True, False, False, False]
+    assert keep.kept == 1 and sum(keep.counts.values()) == 3 and len(keep.counts) == 3
+
+
+def test_subsampled_frames_follows_the_model():
+    conformer = pytest.importorskip("asr.models.conformer")
+    for t in (7, 8, 9, 10, 100, 1001):
+        assert subsampled_frames(t) == int(conformer.subsampled_lengths(torch.tensor([t]))[0])
+
+
+def test_subsampled_frames_fallback_without_the_model(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "asr.models.conformer", None)  # import fails
+    assert [subsampled_frames(t) for t in (7, 8, 9, 10, 100)] == [0, 0, 1, 1, 23]  # ((T - 7) // 2 + 1) // 2
