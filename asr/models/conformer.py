@@ -3,7 +3,8 @@
 The stack is: Conv2d subsampling by 4 -> scaled input + relative sinusoidal position table -> N macaron Conformer
 layers (half feed-forward, relative-positional multi-head self-attention, convolution module, half feed-forward,
 LayerNorm). Padded frames never reach a valid frame: attention masks padded keys, the convolution module zeroes
-padded frames before its depthwise convolution, and the output is zero at padded frames.
+padded frames before its depthwise convolution and leaves them out of its BatchNorm statistics, and the output is
+zero at padded frames. In eval mode (and in train mode without dropout) adding padding changes no valid output.
 """
 
 import math
@@ -163,8 +164,44 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics come from valid frames only, so padding does not shift them.
+
+    Same parameters, buffers and eval-mode behaviour as nn.BatchNorm1d (checkpoints are interchangeable).
+    """
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """
+        Args:
+            x: (B, D, T).
+            key_padding_mask: (B, T) bool, True at padded frames; None: every frame counts.
+        Returns:
+            (B, D, T).
+        """
+        if not self.training or key_padding_mask is None:
+            return super().forward(x)
+        valid = (~key_padding_mask).unsqueeze(1).to(torch.float32)  # (B, 1, T)
+        count = valid.sum()
+        x32 = x.float()
+        mean = (x32 * valid).sum(dim=(0, 2)) / count  # (D,)
+        var = ((x32 - mean[:, None]).square() * valid).sum(dim=(0, 2)) / count  # (D,) biased, as BatchNorm
+        if self.track_running_stats and self.momentum is not None:
+            with torch.no_grad():
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
+                self.num_batches_tracked.add_(1)
+        out = (x32 - mean[:, None]) * torch.rsqrt(var[:, None] + self.eps)
+        if self.affine:
+            out = out * self.weight[:, None] + self.bias[:, None]
+        return out.to(x.dtype)
+
+
 class ConvolutionModule(nn.Module):
-    """Pointwise conv + GLU -> depthwise conv (kernel K, 'same' padding) -> BatchNorm -> Swish -> pointwise conv."""
+    """Pointwise conv + GLU -> depthwise conv (kernel K, 'same' padding) -> BatchNorm -> Swish -> pointwise conv.
+
+    Padded frames are zeroed before the depthwise convolution and left out of the BatchNorm statistics.
+    """
 
     def __init__(self, d_model: int, kernel_size: int) -> None:
         super().__init__()
@@ -174,7 +211,7 @@ class ConvolutionModule(nn.Module):
         self.depthwise = nn.Conv1d(
             d_model, d_model, kernel_size=kernel_size, padding=kernel_size // 2, groups=d_model
         )
-        self.norm = nn.BatchNorm1d(d_model)
+        self.norm = MaskedBatchNorm1d(d_model)
         self.pointwise_out = nn.Conv1d(d_model, d_model, kernel_size=1)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor) -> Tensor:
@@ -187,7 +224,7 @@ class ConvolutionModule(nn.Module):
         """
         x = F.glu(self.pointwise_in(x.transpose(1, 2)), dim=1)  # (B, D, T)
         x = x.masked_fill(key_padding_mask.unsqueeze(1), 0.0)
-        x = F.silu(self.norm(self.depthwise(x)))  # (B, D, T)
+        x = F.silu(self.norm(self.depthwise(x), key_padding_mask))  # (B, D, T)
         return self.pointwise_out(x).transpose(1, 2)  # (B, T, D)
 
 

@@ -9,6 +9,7 @@ from asr.models.conformer import (
     MIN_INPUT_FRAMES,
     Conformer,
     Conv2dSubsampling,
+    MaskedBatchNorm1d,
     RelPositionMultiheadAttention,
     relative_positions,
     subsampled_lengths,
@@ -56,6 +57,41 @@ def test_padding_does_not_change_valid_frames():
         torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
         alone, _ = enc(x[b : b + 1, : x_lens[b]], x_lens[b : b + 1])
         torch.testing.assert_close(out[b, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_padding_does_not_change_valid_frames_in_either_mode(training):
+    """Without dropout, train mode (masked BatchNorm statistics) is padding-invariant too."""
+    enc = tiny_conformer().train(training)
+    x = torch.randn(2, 41, F)
+    x_lens = torch.tensor([41, 29])
+    out, out_lens = enc(x, x_lens)
+    out_p, _ = enc(torch.cat([x, 100 * torch.randn(2, 30, F)], dim=1), x_lens)
+    for b, n in enumerate(out_lens.tolist()):
+        torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_masked_batch_norm_equals_batch_norm_over_valid_frames():
+    d = 6
+    masked, plain = MaskedBatchNorm1d(d), torch.nn.BatchNorm1d(d)
+    with torch.no_grad():
+        for bn in (masked, plain):
+            bn.weight.copy_(torch.linspace(0.5, 2.0, d))
+            bn.bias.copy_(torch.linspace(-1.0, 1.0, d))
+    lens = [9, 4, 7]
+    x = 3 * torch.randn(3, d, 9) + 2
+    mask = torch.arange(9)[None, :] >= torch.tensor(lens)[:, None]  # (B, T)
+    x = x.masked_fill(mask[:, None, :], 1e3)  # padding far off: any leak into the statistics shows
+    out = masked(x, mask)
+    valid = torch.cat([x[b, :, :n] for b, n in enumerate(lens)], dim=1).unsqueeze(0)  # (1, D, sum of lens)
+    expected = plain(valid)
+    torch.testing.assert_close(torch.cat([out[b, :, :n] for b, n in enumerate(lens)], dim=1).unsqueeze(0), expected)
+    torch.testing.assert_close(masked.running_mean, plain.running_mean)
+    torch.testing.assert_close(masked.running_var, plain.running_var)
+    assert masked.num_batches_tracked.item() == 1
+    masked.eval(), plain.eval()
+    torch.testing.assert_close(masked(x, mask), plain(x))
+    assert set(masked.state_dict()) == set(plain.state_dict())
 
 
 def test_attention_matches_loop_oracle():
