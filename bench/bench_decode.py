@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=8.0, help="longest utterance")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (conformer_l12 sizes otherwise)")
     parser.add_argument("--beam", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -60,18 +60,30 @@ def main() -> None:
     x_lens = (seconds * frames_per_second).long().to(device)
     x = torch.randn(args.num_utts, int(x_lens.max()), cfg.encoder.num_features, device=device)
 
+    methods = {
+        "greedy": lambda e, n: greedy_search_batch(model, e, n),
+        f"modified_beam_search (beam {args.beam})": lambda e, n: modified_beam_search(model, e, n, beam=args.beam),
+    }
     with torch.inference_mode():
-        model.encode(x, x_lens)  # warm-up
-        t_enc, (enc, enc_lens) = _timed(lambda: model.encode(x, x_lens), args.repeats, device)
-        rows = []
-        for name, search in (
-            ("greedy", lambda e, n: greedy_search_batch(model, e, n)),
-            (f"modified_beam_search (beam {args.beam})", lambda e, n: modified_beam_search(model, e, n, beam=args.beam)),
-        ):
-            t_search, hyps = _timed(lambda: search(enc, enc_lens), args.repeats, device)
-            t_total, _ = _timed(lambda: search(*model.encode(x, x_lens)), args.repeats, device)
-            emitted = sum(len(h) for h in hyps) / float(enc_lens.sum())
-            rows.append((name, t_search, t_total, emitted))
+        enc, enc_lens = model.encode(x, x_lens)  # warm-up
+        # Interleaved runs, minimum of each: on a shared machine the load changes between runs, and timing all of
+        # one kind first would compare different loads.
+        t_enc = float("inf")
+        t_search = dict.fromkeys(methods, float("inf"))
+        t_total = dict.fromkeys(methods, float("inf"))
+        hyps = {}
+        for _ in range(args.repeats):
+            t, (enc, enc_lens) = _timed(lambda: model.encode(x, x_lens), 1, device)
+            t_enc = min(t_enc, t)
+            for name, search in methods.items():
+                t, hyps[name] = _timed(lambda: search(enc, enc_lens), 1, device)
+                t_search[name] = min(t_search[name], t)
+                t, _ = _timed(lambda: search(*model.encode(x, x_lens)), 1, device)
+                t_total[name] = min(t_total[name], t)
+    rows = [
+        (name, t_search[name], t_total[name], sum(len(h) for h in hyps[name]) / float(enc_lens.sum()))
+        for name in methods
+    ]
 
     audio = float(seconds.sum())
     print(

@@ -36,9 +36,10 @@ class DecodeConfig:
     use_averaged_model: bool = False
     # One checkpoint file to decode, overriding epoch/avg/iter (empty: unused).
     checkpoint: str = ""
-    # Test sets by name, cut manifests as the data config names them (empty list: the training config's test_sets).
+    # Test sets by name, cut manifests as the data config names them. Empty, with no test_dirs: the training
+    # config's test_sets (test-clean and test-other).
     test_sets: list[str] = field(default_factory=list)
-    # LibriSpeech-layout folders (speaker/chapter/*.flac + *.trans.txt) decoded in addition, named by folder name.
+    # LibriSpeech-layout folders (speaker/chapter/*.flac + *.trans.txt), decoded from their audio, named by folder.
     test_dirs: list[str] = field(default_factory=list)
     # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint).
     manifest_dir: str = ""

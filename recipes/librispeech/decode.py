@@ -5,7 +5,7 @@
     python decode.py exp_dir=exp/l12 epoch=30 avg=9 decode=modified_beam_search
     python decode.py exp_dir=exp/l12 iter=120000 avg=4 decode=greedy
     python decode.py exp_dir=exp/l12 epoch=30 avg=9 use_averaged_model=true
-    python decode.py exp_dir=exp/demo 'test_dirs=[download/demo/LibriSpeech/test-clean]' test_sets=[none]
+    python decode.py exp_dir=exp/demo 'test_dirs=[download/demo/LibriSpeech/test-clean]'
 
 Writes <exp_dir>/<method>/{recogs,errs,wer-summary}-<set>-<method>.txt for each test set and prints a WER table.
 Configs: conf/decode.yaml and its group decode (greedy, beam_search, modified_beam_search).
@@ -37,8 +37,8 @@ def data_config(cfg: DecodeConfig, train_config: dict) -> DataConfig:
         data.manifest_dir = cfg.manifest_dir
     if cfg.bpe_model:
         data.bpe_model = cfg.bpe_model
-    if cfg.test_sets:
-        data.test_sets = [s for s in cfg.test_sets if s.lower() != "none"]
+    if cfg.test_sets or cfg.test_dirs:  # test_dirs alone: only those
+        data.test_sets = list(cfg.test_sets)
     data.max_duration = cfg.max_duration
     data.num_workers = min(data.num_workers, 2)
     return OmegaConf.to_object(data)

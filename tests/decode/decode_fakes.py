@@ -1,6 +1,10 @@
 """Small hand-made transducer-like models whose joiner we control, so that search results are known."""
 
 import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -122,3 +126,39 @@ def exact_best(model: nn.Module, encoder_out: Tensor, length_norm: bool) -> tupl
     return list(best[c:]), hyps
 
 
+
+
+SENTENCES = ["THE CAT SAT ON THE MAT", "A DOG RAN IN THE PARK", "HELLO WORLD AND GOOD DAY TO YOU"] * 20
+
+
+def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0) -> np.ndarray:
+    """(n, channels) float32: a sine with a little noise."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    return np.stack([x] * channels, axis=1).astype(np.float32)
+
+
+def make_exp_dir(tmp_path: Path) -> Path:
+    """tmp_path/exp with epoch-1.pt of a tiny random real Transducer (80 fbank bins) whose saved config points at a
+    tiny BPE model in tmp_path/lang."""
+    from asr.data.bpe import train_bpe
+    from asr.data.tokenizer import Tokenizer
+    from asr.models import ConformerConfig, DecoderConfig, JoinerConfig, ModelConfig, build_model
+    from asr.train.checkpoint import save_checkpoint
+
+    bpe = train_bpe(SENTENCES, tmp_path / "lang", vocab_size=30)
+    cfg = ModelConfig(
+        vocab_size=Tokenizer(bpe).vocab_size,
+        encoder=ConformerConfig(num_features=80, d_model=16, num_heads=2, ff_dim=32, num_layers=1, cnn_kernel=3),
+        decoder=DecoderConfig(decoder_dim=16),
+        joiner=JoinerConfig(joiner_dim=16),
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.joiner.output_linear.bias[0] -= 3.0  # emit some labels, so that the text is not empty
+    exp = tmp_path / "exp"
+    state = {"model": model.state_dict(), "model_avg": None, "batch_idx_train": 10,
+             "config": {"model": asdict(cfg), "data": {"bpe_model": str(bpe)}}}
+    save_checkpoint(exp / "epoch-1.pt", state)
+    return exp

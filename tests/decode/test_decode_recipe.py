@@ -1,0 +1,50 @@
+"""recipes/librispeech/decode.py end to end on a LibriSpeech-layout folder, checked against asr-transcribe."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.decode.transcribe import main as transcribe
+from asr.metrics.wer import Result, compute_wer
+from decode_fakes import make_exp_dir, tone
+
+DECODE = Path(__file__).resolve().parents[2] / "recipes" / "librispeech" / "decode.py"
+REFS = {"19-198-0000": "THE CAT SAT", "19-198-0001": "A DOG RAN IN THE PARK", "19-198-0002": "HELLO"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["greedy", "modified_beam_search"])
+def test_decode_folder(tmp_path: Path, capsys, method: str):
+    exp = make_exp_dir(tmp_path)
+    chapter = tmp_path / "test-mini" / "19" / "198"
+    chapter.mkdir(parents=True)
+    for i, utt in enumerate(REFS):
+        sf.write(chapter / f"{utt}.flac", tone(1.0 + 0.2 * i, 16000, freq=300.0 + 150 * i)[:, 0], 16000)
+    (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in REFS.items()))
+
+    # one cut per batch (max_duration below two cuts), so each utterance is encoded alone, as asr-transcribe does
+    proc = subprocess.run(
+        [sys.executable, str(DECODE), f"exp_dir={exp}", f"test_dirs=[{tmp_path / 'test-mini'}]", "device=cpu",
+         f"decode={method}", "max_duration=1.5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test-mini" in proc.stdout and "RTF" in proc.stdout
+
+    out = exp / method
+    recogs = (out / f"recogs-test-mini-{method}.txt").read_text().splitlines()
+    assert len(recogs) == 2 * len(REFS)
+    errs = (out / f"errs-test-mini-{method}.txt").read_text()
+    summary = (out / f"wer-summary-test-mini-{method}.txt").read_text().splitlines()
+    assert summary[0] == "settings\tWER" and summary[1].startswith(method)
+
+    files = sorted(chapter.glob("*.flac"))
+    assert transcribe(["--exp-dir", str(exp), "--method", method, *map(str, files)]) == 0
+    hyps = {Path(line.split("\t")[0]).stem: line.split("\t")[1] for line in capsys.readouterr().out.splitlines()}
+    want = compute_wer([Result(u, REFS[u].split(), hyps[u].split()) for u in REFS])
+    assert errs.startswith(f"%WER {want.wer:.2f} [ {want.errors} / {want.ref_words},")
+    for u in REFS:
+        assert f"{u}:\thyp={hyps[u].split()}" in recogs
