@@ -213,3 +213,22 @@ def test_delay_penalty_reaches_both_losses():
     for b, s, p in zip(base, same, penalised):
         torch.testing.assert_close(b, s)
         assert not torch.allclose(b, p)
+
+
+def test_pruning_gathers_joiner_dim_vectors(monkeypatch):
+    """The joiner's projections run before pruning: do_rnnt_pruning sees (B, T', J) and (B, U + 1, J), not V."""
+    import asr.loss
+
+    seen = []
+    original = asr.loss.do_rnnt_pruning
+
+    def recording(am, lm, ranges):
+        seen.append((tuple(am.shape), tuple(lm.shape), tuple(ranges.shape)))
+        return original(am=am, lm=lm, ranges=ranges)
+
+    monkeypatch.setattr(asr.loss, "do_rnnt_pruning", recording)
+    model = tiny_model().eval()
+    x, x_lens, y, y_lens = batch()
+    model(x, x_lens, y, y_lens, **LOSS_ARGS)
+    t_out = int(model.encode(x, x_lens)[1].max())
+    assert seen == [((3, t_out, 24), (3, y.size(1) + 1, 24), (3, t_out, LOSS_ARGS["prune_range"]))]
