@@ -289,7 +289,7 @@ class Trainer:
                 self.batches_done += 1
                 self.schedule.step_batch(self.batch_idx_train)
                 if res.loss is not None:
-                    interval[:4] += torch.tensor([float(res.loss), res.simple, res.pruned, res.frames])
+                    interval[:4] += torch.tensor([float(res.loss.detach()), res.simple, res.pruned, res.frames])
                 interval[4] += input_frames
                 interval[5] = grad_norm if math.isfinite(grad_norm) else interval[5]
                 if self.model_avg is not None and self.batch_idx_train % self.cfg.average_period == 0:

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from asr.train.config import OptimConfig
+from asr.train.optim import EdenSchedule, NoamSchedule, build_optimizer
+
+
+def _opt():
+    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=0.0)
+
+
+@pytest.mark.parametrize(
+    "batches_done,expected",
+    [
+        (0, 1.3810679320049755e-08),  # step 1: 5 / sqrt(256) * 1 * 80000^-1.5
+        (39999, 0.0005524271728019902),  # step 40000: half-way up the warm-up line
+        (79999, 0.0011048543456039805),  # step 80000 = warm_step: the peak, 5 / sqrt(256 * 80000)
+        (319999, 0.0005524271728019902),  # step 320000: 5 / sqrt(256 * 320000), half the peak
+    ],
+)
+def test_noam_against_hand_computed(batches_done, expected):
+    opt = _opt()
+    sched = NoamSchedule(opt, model_size=256, factor=5.0, warm_step=80000)
+    sched.step_batch(batches_done)
+    assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "batch,epoch,expected",
+    [
+        (0, 0, 0.0015),  # warm-up starts at half the base lr
+        (250, 0, 0.002248595943154103),  # 0.003 * 1.0025^-0.25 * 0.75
+        (5000, 6, 0.0021213203435596424),  # both factors 2^-0.25: 0.003 / sqrt(2)
+    ],
+)
+def test_eden_against_hand_computed(batch, epoch, expected):
+    opt = _opt()
+    sched = EdenSchedule(opt, base_lr=0.003, lr_batches=5000, lr_epochs=6, warmup_batches=500)
+    sched.step_epoch(epoch)
+    sched.step_batch(batch)
+    assert sched.get_last_lr()[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_schedule_state_round_trip():
+    opt = _opt()
+    sched = EdenSchedule(opt, base_lr=0.003, lr_batches=5000, lr_epochs=6, warmup_batches=500)
+    sched.step_epoch(3)
+    sched.step_batch(1234)
+    opt2 = _opt()
+    sched2 = EdenSchedule(opt2, base_lr=0.003, lr_batches=5000, lr_epochs=6, warmup_batches=500)
+    sched2.load_state_dict(sched.state_dict())
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_build_optimizer_is_icefall_adam():
+    model = torch.nn.Linear(3, 2)
+    opt, sched = build_optimizer(model, OptimConfig(model_size=512))
+    assert isinstance(opt, torch.optim.Adam) and isinstance(sched, NoamSchedule)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.98)
+    assert opt.param_groups[0]["eps"] == 1e-9
+    with pytest.raises(ValueError, match="noam or eden"):
+        build_optimizer(model, OptimConfig(schedule="cosine"))

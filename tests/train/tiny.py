@@ -1,0 +1,199 @@
+"""A tiny training set-up for the tests of asr.train: a small real Transducer, synthetic cuts, a lhotse sampler.
+
+Also a script, run by the tests as a subprocess (alone or under torchrun):
+    python tests/train/tiny.py --exp-dir DIR [--loader lhotse|fixed] [--epochs N] [--kill-at K] ...
+With --kill-at K it SIGKILLs itself while fetching batch K (1-based over the run), as `kill -9` would.
+At the end it writes DIR/params-rank{R}.pt (the final parameters) and DIR/stats-rank{R}.pt (last logged stats).
+"""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.testing.dummies import dummy_cut
+
+from asr.loss.config import LossConfig
+from asr.models import ModelConfig, build_model, subsampled_lengths
+from asr.models.conformer import ConformerConfig
+from asr.models.decoder import DecoderConfig
+from asr.models.joiner import JoinerConfig
+from asr.train.config import OptimConfig, TrainerConfig
+
+NUM_FEATURES = 8
+VOCAB = 8
+FRAMES_PER_SECOND = 100
+
+
+def tiny_model_config(dropout: float = 0.1) -> ModelConfig:
+    return ModelConfig(
+        vocab_size=VOCAB,
+        blank_id=0,
+        encoder=ConformerConfig(
+            num_features=NUM_FEATURES, d_model=16, num_heads=2, ff_dim=32, num_layers=1, cnn_kernel=3, dropout=dropout
+        ),
+        decoder=DecoderConfig(decoder_dim=16, context_size=2),
+        joiner=JoinerConfig(joiner_dim=16),
+    )
+
+
+class _NoNorm(torch.nn.Module):
+    def forward(self, x, *args):
+        return x
+
+
+def tiny_model(dropout: float = 0.1, seed: int = 0, batchnorm: bool = True) -> torch.nn.Module:
+    """The tiny Transducer; batchnorm=False swaps BatchNorm for identity, whose batch statistics would make a
+    rank's half batch normalise differently from the whole batch of one process."""
+    torch.manual_seed(seed)
+    model = build_model(tiny_model_config(dropout))
+    if not batchnorm:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                    setattr(module, name, _NoNorm())
+    return model
+
+
+def make_cuts(n: int = 24) -> CutSet:
+    """n cuts of 0.3 to 0.65 s (30 to 65 frames, 6 to 15 encoder frames)."""
+    return CutSet.from_cuts(dummy_cut(i, duration=0.3 + 0.05 * (i % 8)) for i in range(n))
+
+
+def cut_index(cut_id: str) -> int:
+    return int(cut_id.rsplit("-", 1)[-1])
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """CutSet -> batch dict with features and tokens that are a function of the cut id.
+
+    A random gain per batch is drawn from the global torch generator, like SpecAugment in the main process, so
+    resume must restore that generator. `nan_ids` get a NaN feature; `long_ids` get more tokens than frames.
+    """
+
+    def __init__(self, nan_ids: frozenset[int] = frozenset(), long_ids: frozenset[int] = frozenset()):
+        self.nan_ids, self.long_ids = nan_ids, long_ids
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        feats, tokens, ids = [], [], []
+        for c in cuts:
+            i = cut_index(c.id)
+            g = torch.Generator().manual_seed(i)
+            T = round(c.duration * FRAMES_PER_SECOND)
+            x = torch.randn(T, NUM_FEATURES, generator=g)  # (T, F)
+            if i in self.nan_ids:
+                x[T // 2, 0] = float("nan")
+            U = int(subsampled_lengths(torch.tensor([T]))[0]) + 3 if i in self.long_ids else 1 + i % 4
+            tokens.append(torch.randint(1, VOCAB, (U,), generator=g))
+            feats.append(x)
+            ids.append(c.id)
+        gain = 1.0 + 0.1 * torch.rand(1)  # global generator
+        x_lens = torch.tensor([f.size(0) for f in feats])
+        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True) * gain  # (B, T, F)
+        return {"inputs": x, "supervisions": {"num_frames": x_lens, "tokens": tokens, "cut_ids": ids}}
+
+
+def to_inputs(batch: dict):
+    """batch -> (x (B, T, F), x_lens (B,), y (B, U) int64, y_lens (B,), cut ids)."""
+    sup = batch["supervisions"]
+    y_lens = torch.tensor([t.numel() for t in sup["tokens"]])
+    y = torch.nn.utils.rnn.pad_sequence(sup["tokens"], batch_first=True)  # (B, U)
+    return batch["inputs"], sup["num_frames"], y, y_lens, list(sup["cut_ids"])
+
+
+def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, max_duration: float = 1.5):
+    """make_train_loader for the Trainer: a real DynamicBucketingSampler (shuffled, sharded) in a DataLoader."""
+
+    def make(sampler_state: dict | None):
+        sampler = DynamicBucketingSampler(
+            cuts, max_duration=max_duration, num_buckets=2, shuffle=True, seed=seed, rank=rank,
+            world_size=world_size, buffer_size=100,
+        )  # fmt: skip
+        if sampler_state is not None:
+            sampler.load_state_dict(sampler_state)
+        return torch.utils.data.DataLoader(SyntheticDataset(), sampler=sampler, batch_size=None, num_workers=0)
+
+    return make
+
+
+def fixed_batches(cuts: CutSet, rank: int, world_size: int, global_batch: int = 4) -> list[dict]:
+    """The cuts in fixed global batches of `global_batch`; rank r gets every world_size-th cut of each."""
+    all_cuts = list(cuts)
+    ds = SyntheticDataset()
+    out = []
+    for start in range(0, len(all_cuts) - global_batch + 1, global_batch):
+        mine = all_cuts[start : start + global_batch][rank::world_size]
+        torch.manual_seed(start)  # the same gain for the whole global batch on every rank
+        out.append(ds[CutSet.from_cuts(mine)])
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--exp-dir", required=True)
+    p.add_argument("--loader", choices=["lhotse", "fixed"], default="lhotse")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--save-every-n", type=int, default=3)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--kill-at", type=int, default=0)
+    p.add_argument("--schedule", default="noam")
+    p.add_argument("--no-batchnorm", action="store_true")
+    p.add_argument("--warm-step", type=int, default=10)
+    args = p.parse_args()
+
+    from asr.train.distributed import cleanup_distributed, setup_distributed
+    from asr.train.optim import build_optimizer
+    from asr.train.progress import setup_logging
+    from asr.train.resume import seed_everything
+    from asr.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    dist = setup_distributed("cpu")
+    setup_logging(Path(args.exp_dir) / "log", dist.rank)
+    seed = 7
+    model = tiny_model(args.dropout, seed, batchnorm=not args.no_batchnorm)
+    seed_everything(seed + dist.rank)
+    optim_cfg = OptimConfig(schedule=args.schedule, model_size=16, lr_factor=5.0, warm_step=args.warm_step)
+    optimizer, schedule = build_optimizer(model, optim_cfg)
+    tcfg = TrainerConfig(
+        exp_dir=args.exp_dir, num_epochs=args.epochs, seed=seed, device="cpu", log_interval=2, valid_interval=0,
+        save_every_n=args.save_every_n, keep_last_k=2, average_period=2, tensorboard=True,
+    )  # fmt: skip
+    cuts = make_cuts()
+    if args.loader == "lhotse":
+        make_loader = lhotse_loader_factory(cuts, dist.rank, dist.world_size, seed)
+    else:
+        batches = fixed_batches(cuts, dist.rank, dist.world_size)
+        make_loader = lambda state: batches  # noqa: E731
+
+    calls = {"n": 0}
+
+    def inputs(batch):
+        calls["n"] += 1
+        if args.kill_at and calls["n"] == args.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return to_inputs(batch)
+
+    valid = fixed_batches(make_cuts(8), dist.rank, dist.world_size, global_batch=4)
+    trainer = Trainer(
+        model=model, optimizer=optimizer, schedule=schedule, cfg=tcfg,
+        loss=LossConfig(prune_range=3, schedule="ramp", warm_step=4), dist=dist, make_train_loader=make_loader,
+        to_inputs=inputs, valid_loader=valid, frames_fn=subsampled_lengths, clip_grad_norm=5.0,
+        config={"test": True},
+    )  # fmt: skip
+    stats = trainer.fit()
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.save(params, Path(args.exp_dir) / f"params-rank{dist.rank}.pt")
+    torch.save({"stats": stats, "counters": trainer.counters, "batches": trainer.batch_idx_train},
+               Path(args.exp_dir) / f"stats-rank{dist.rank}.pt")  # fmt: skip
+    cleanup_distributed()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    main()
