@@ -120,16 +120,43 @@ def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, m
     return make
 
 
-def fixed_batches(cuts: CutSet, rank: int, world_size: int, global_batch: int = 4) -> list[dict]:
+def fixed_batches(
+    cuts: CutSet, rank: int, world_size: int, global_batch: int = 4, ds: SyntheticDataset | None = None
+) -> list[dict]:
     """The cuts in fixed global batches of `global_batch`; rank r gets every world_size-th cut of each."""
     all_cuts = list(cuts)
-    ds = SyntheticDataset()
+    ds = ds or SyntheticDataset()
     out = []
     for start in range(0, len(all_cuts) - global_batch + 1, global_batch):
         mine = all_cuts[start : start + global_batch][rank::world_size]
         torch.manual_seed(start)  # the same gain for the whole global batch on every rank
         out.append(ds[CutSet.from_cuts(mine)])
     return out
+
+
+def make_trainer(exp_dir, batches: list[dict], calls: list | None = None, **trainer_overrides):
+    """An in-process single-CPU Trainer over a fixed list of batches; `calls` collects the batches it fetches."""
+    from asr.train.distributed import DistInfo
+    from asr.train.optim import build_optimizer
+    from asr.train.trainer import Trainer
+
+    model = tiny_model(0.0, seed=1)
+    optimizer, schedule = build_optimizer(model, OptimConfig(model_size=16, warm_step=100))
+    fields = dict(exp_dir=str(exp_dir), num_epochs=1, device="cpu", log_interval=1, valid_interval=0,
+                  save_every_n=1, keep_last_k=5, average_period=0, tensorboard=False)  # fmt: skip
+    fields.update(trainer_overrides)
+
+    def inputs(batch):
+        if calls is not None:
+            calls.append(batch)
+        return to_inputs(batch)
+
+    return Trainer(
+        model=model, optimizer=optimizer, schedule=schedule, cfg=TrainerConfig(**fields),
+        loss=LossConfig(prune_range=3, warm_step=2), dist=DistInfo(0, 1, 0, torch.device("cpu")),
+        make_train_loader=lambda state: batches, to_inputs=inputs, valid_loader=None,
+        frames_fn=subsampled_lengths, clip_grad_norm=5.0, config={},
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -1,0 +1,55 @@
+"""The loop in one process on fixed batches: bad utterances, skipped batches, truncated checkpoints."""
+
+import logging
+
+import pytest
+import torch
+
+from tiny import SyntheticDataset, fixed_batches, make_cuts, make_trainer
+
+
+def _finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_bad_utterances_dropped_and_all_bad_batch_skipped(tmp_path, caplog):
+    # 3 batches of 4 cuts: batch 1 has a NaN feature (cut 1), batch 2 an impossible utterance (cut 6: more
+    # tokens than encoder frames), batch 3 is all bad.
+    ds = SyntheticDataset(nan_ids=frozenset({1, 8, 9}), long_ids=frozenset({6, 10, 11}))
+    batches = fixed_batches(make_cuts(12), 0, 1, global_batch=4, ds=ds)
+    trainer = make_trainer(tmp_path, batches, save_every_n=0)
+    before = {k: v.clone() for k, v in trainer.raw_model.named_parameters()}
+    with caplog.at_level(logging.WARNING, logger="asr.train"):
+        trainer.fit()
+    assert trainer.counters["bad_utterances"] == 6
+    assert trainer.counters["skipped_batches"] == 1
+    assert trainer.batch_idx_train == 3
+    assert _finite(trainer.raw_model)
+    assert any(not torch.equal(before[k], v) for k, v in trainer.raw_model.named_parameters())
+    logged = caplog.text
+    assert "dummy-mono-cut-0001" in logged and "dummy-mono-cut-0006" in logged and "skipped" in logged
+    saved = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
+    assert saved["counters"]["bad_utterances"] == 6
+    assert all(bool(torch.isfinite(v).all()) for v in saved["model"].values() if v.is_floating_point())
+
+
+def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
+    batches = fixed_batches(make_cuts(16), 0, 1, global_batch=4)  # 4 batches
+    first = make_trainer(tmp_path, batches, max_steps=2)
+    first.fit()
+    ckpt2 = tmp_path / "checkpoint-2.pt"
+    data = ckpt2.read_bytes()
+    ckpt2.write_bytes(data[: len(data) // 3])
+
+    calls: list = []
+    second = make_trainer(tmp_path, batches, calls=calls, max_steps=3)
+    with pytest.warns(UserWarning, match="checkpoint-2.pt"):
+        second.fit()
+    assert second.batch_idx_train == 3
+    # resumed after batch 1: it trained batches 2 and 3 of the list, in order
+    assert [c["supervisions"]["cut_ids"] for c in calls] == [b["supervisions"]["cut_ids"] for b in batches[1:3]]
+
+
+def test_fp16_on_cpu_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        make_trainer(tmp_path, [], amp="fp16")
