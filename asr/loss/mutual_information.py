@@ -10,13 +10,15 @@ For each batch item the recursion fills a lattice p of shape (U + 1, T + 1)::
 when a boundary row [u_begin, t_begin, u_end, t_end] is given.
 
 How it is computed: cells on one anti-diagonal d = u + t depend only on the one or two diagonals before, so the
-lattice is swept one diagonal at a time over a physically skewed buffer of shape (D, U + 2, B) with the batch
-innermost: both predecessors of a diagonal are then contiguous slices of the previous rows, and a diagonal costs
-three vectorised ops whatever B and U are. The backward pass (beta) is the same sweep over the lattice reversed
-per batch item, so items of different lengths all start at the same corner. -inf is replaced by a large finite
-negative number inside the sweep (no NaN from -inf - -inf), and mapped back to -inf for unreachable end cells.
-The autograd graph never holds the T steps: a custom autograd Function computes the occupation probabilities
-(the gradients of p[end] with respect to px and py) in closed form from alpha and beta.
+lattice is swept one diagonal at a time over physically skewed buffers of shape (D, U + 2, B), D = U + T + 1, with
+the batch innermost: both predecessors of a diagonal are then contiguous slices of earlier rows, and a diagonal
+costs three vectorised ops whatever B and U are. The skew is one strided copy (no index maps). The backward pass
+computes beta with the same sweep run from the last diagonal down; items of different lengths get their start
+(alpha) and end (beta) cells set to 0 when the sweep reaches their diagonal, and cells outside an item's box stay
+at -inf by themselves. -inf is replaced by a large finite negative number inside the sweeps (no NaN from
+-inf - -inf) and mapped back to -inf for unreachable end cells. The autograd graph never holds the T steps: a custom
+autograd Function computes the occupation probabilities (the gradients of p[end] with respect to px and py) in
+closed form from alpha and beta, on the skewed buffers, and un-skews them with one strided copy.
 """
 
 from __future__ import annotations
@@ -36,145 +38,169 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# The sweeps themselves run in float64 whatever the input: on CPU float64 logaddexp is vectorised and about 5x
+# faster than float32's (measured with torch 2.14), the buffers are small, and the sums get more accurate.
+SWEEP_DTYPE = torch.float64
+
+
 def _full_boundary(B: int, U: int, T: int, device: torch.device) -> Tensor:
     return torch.tensor([0, 0, U, T], dtype=torch.int64, device=device).expand(B, 4)
 
 
-def _skewed(x: Tensor, rows: Tensor, cols: Tensor, valid: Tensor) -> Tensor:
-    """Gathers x[b, rows, cols] into a skewed (D, U + 1, B) buffer, NEG where not valid.
+def _skew(x: Tensor, D: int, shift: int) -> Tensor:
+    """Skews rows: out[d, r, b] = x[r, d - r - shift, b], NEG where that column does not exist.
 
     Args:
-        x: (B, R, C) float.
-        rows, cols, valid: (D, U + 1, B) indexes into x's last two dims and the mask of entries to take.
-    """
-    B, R, C = x.shape
-    if x.numel() == 0:  # U = 0: no label arcs at all
-        return x.new_full(torch.broadcast_shapes(rows.shape, cols.shape, valid.shape), NEG)
-    b = torch.arange(B, device=x.device)
-    flat = (b * (R * C) + rows.clamp(0, R - 1) * C + cols.clamp(0, C - 1)).masked_fill_(~valid, 0)
-    out = x.reshape(-1)[flat]
-    return out.masked_fill_(~valid, NEG)
-
-
-def _sweep(PX: Tensor, PY: Tensor, modified: bool) -> Tensor:
-    """Runs the recursion over skewed log-weights, one anti-diagonal at a time.
-
-    Args:
-        PX: (D, U + 1, B) weight of the label arc into cell (u, t = d - u) on diagonal d (NEG for u = 0).
-        PY: (D, U + 1, B) weight of the blank arc into cell (u, d - u).
+        x: (R, C, B) with D - shift >= C.
     Returns:
-        (D + 1, U + 2, B) buffer: row d + 1, column u + 1 holds p[u, d - u]; row 0 and column 0 are NEG padding.
+        (D, R, B) contiguous.
     """
-    D, U1, B = PX.shape
-    A = PX.new_full((D + 1, U1 + 1, B), NEG)
-    A[1, 1] = 0.0
-    flat = A.view(D + 1, (U1 + 1) * B)
-    lower = flat[:, : U1 * B].unbind(0)  # row d: cells (u - 1) of diagonal d - 1, shifted to u
-    same = flat[:, B:].unbind(0)  # row d: cells u of diagonal d - 1
-    px_rows = PX.view(D, U1 * B).unbind(0)
-    py_rows = PY.view(D, U1 * B).unbind(0)
-    t1 = PX.new_empty(U1 * B)
-    t2 = PX.new_empty(U1 * B)
+    R, C, B = x.shape
+    left = R - 1 + shift  # columns of padding before x so that d - r - shift + left >= 0
+    L = left + D - shift  # row length so that the largest column index stays in the row
+    padded = x.new_full((R, L, B), NEG)
+    padded[:, left : left + C] = x
+    return padded.as_strided((D, R, B), (B, (L - 1) * B, 1), (left - shift) * B).contiguous()
+
+
+def _unskew(g: Tensor, rows: int, cols: int) -> Tensor:
+    """Inverse of _skew with shift 0 on a (D, U + 1, B) buffer: out[b, r, c] = g[r + c, r, b] -> (B, rows, cols)."""
+    D, U1, B = g.shape
+    return g.as_strided((rows, cols, B), ((U1 + 1) * B, U1 * B, 1)).permute(2, 0, 1).contiguous()
+
+
+def _injections(boundary: Tensor, which: str) -> dict[int, tuple[Tensor, Tensor]]:
+    """Cells set to 0 when a sweep reaches their diagonal: {d: (u indexes, batch indexes)}."""
+    if which == "begin":
+        u = boundary[:, 0]
+        d = u + boundary[:, 1]
+    else:
+        u = boundary[:, 2]
+        d = u + boundary[:, 3]
+    out = {}
+    b = torch.arange(boundary.shape[0], device=boundary.device)
+    for dv in torch.unique(d).tolist():
+        m = d == dv
+        out[dv] = (u[m], b[m])
+    return out
+
+
+def _skewed_inputs(px: Tensor, py: Tensor, modified: bool) -> tuple[Tensor, Tensor]:
+    """PX[d, u] = weight of the label arc into cell (u, d - u), PY[d, u] = of the blank arc into it.
+
+    Args:
+        px: (B, U, T + 1) or (B, U, T); py: (B, U + 1, T).
+    Returns:
+        PX, PY: (D + 2, U + 2, B), D = U + T + 1; row u = -1 does not exist, so column 0 of PX is NEG;
+        column U + 1 and the last two rows are NEG padding for the backward sweep.
+    """
+    B, U, _ = px.shape
+    T = py.shape[2]
+    D = U + T + 1
+    neg_row = px.new_full((1, px.shape[2], B), NEG)
+    x = torch.cat((neg_row, px.permute(1, 2, 0), neg_row), dim=0)  # (U + 2, T + 1 or T, B): row u holds px[u - 1]
+    y = torch.cat((py.permute(1, 2, 0), py.new_full((1, T, B), NEG)), dim=0)  # (U + 2, T, B)
+    return _skew(x, D + 2, 1 if modified else 0), _skew(y, D + 2, 1)
+
+
+def _sweep_forward(PX: Tensor, PY: Tensor, D: int, modified: bool, begin: dict) -> Tensor:
+    """alpha on the skewed lattice.
+
+    Returns:
+        (D + 1, U + 2, B): row d + 1, column u + 1 holds alpha[u, d - u]; row 0 and column 0 are NEG padding.
+    """
+    _, U2, B = PX.shape
+    U1 = U2 - 1
+    A = PX.new_full((D + 1, U2, B), NEG)
+    flat = A.view(D + 1, U2 * B)
+    lower = flat[:, : U1 * B].unbind(0)  # row r: cells u - 1 of diagonal r - 1, aligned with u
+    same = flat[:, B:].unbind(0)  # row r: cells u of diagonal r - 1
+    px_rows = PX.view(-1, U2 * B)[:, : U1 * B].unbind(0)
+    py_rows = PY.view(-1, U2 * B)[:, : U1 * B].unbind(0)
+    t1, t2 = PX.new_empty(U1 * B), PX.new_empty(U1 * B)
     step = 2 if modified else 1
-    for d in range(1, D):
-        torch.add(lower[d + 1 - step], px_rows[d], out=t1)
-        torch.add(same[d], py_rows[d], out=t2)
-        torch.logaddexp(t1, t2, out=same[d + 1])
+    for d in range(D):
+        if d > 0:
+            torch.add(lower[d + 1 - step], px_rows[d], out=t1)
+            torch.add(same[d], py_rows[d], out=t2)
+            torch.logaddexp(t1, t2, out=same[d + 1])
+        if d in begin:
+            u, b = begin[d]
+            A[d + 1, u + 1, b] = 0.0
     return A
 
 
-def _diagonal_indexes(U: int, T: int, boundary: Tensor, modified: bool, reverse: bool):
-    """Index maps of px / py entries into the skewed buffers of one sweep (forward or reversed)."""
-    device = boundary.device
+def _sweep_backward(PX: Tensor, PY: Tensor, D: int, modified: bool, end: dict) -> Tensor:
+    """beta on the skewed lattice.
+
+    Returns:
+        (D + 2, U + 2, B): row d, column u holds beta[u, d - u]; the last two rows and column U + 1 are NEG padding.
+    """
+    _, U2, B = PX.shape
+    U1 = U2 - 1
+    Bb = PX.new_full((D + 2, U2, B), NEG)
+    flat = Bb.view(D + 2, U2 * B)
+    upper = flat[:, B:].unbind(0)  # row r: cells u + 1 of diagonal r, aligned with u
+    same = flat[:, : U1 * B].unbind(0)  # row r: cells u of diagonal r
+    px_rows = PX.view(-1, U2 * B)[:, B:].unbind(0)  # arc into (u + 1, .), aligned with u
+    py_rows = PY.view(-1, U2 * B)[:, : U1 * B].unbind(0)
+    t1, t2 = PX.new_empty(U1 * B), PX.new_empty(U1 * B)
+    step = 2 if modified else 1
+    for d in range(D - 1, -1, -1):
+        torch.add(upper[d + step], px_rows[d + step], out=t1)
+        torch.add(same[d + 1], py_rows[d + 1], out=t2)
+        torch.logaddexp(t1, t2, out=same[d])
+        if d in end:
+            u, b = end[d]
+            Bb[d, u, b] = 0.0
+    return Bb
+
+
+def _forward(px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: bool):
+    """Returns (scores (B,), alpha buffer, PX, PY)."""
+    B, U, _ = px.shape
+    T = py.shape[2]
     D = U + T + 1
-    d = torch.arange(D, device=device).view(D, 1, 1)
-    u = torch.arange(U + 1, device=device).view(1, U + 1, 1)
-    ub, tb, ue, te = (boundary[:, i].view(1, 1, -1) for i in range(4))
-    Ub, Tb = ue - ub, te - tb
-    t = d - u  # relative frame of the cell (u, t) on diagonal d
-    in_u = u <= Ub
-    # label arc into (u, t) comes from (u - 1, t) [regular] or (u - 1, t - 1) [modified]
-    tx = t - 1 if modified else t
-    x_valid = in_u & (u >= 1) & (tx >= 0) & (tx <= (Tb - 1 if modified else Tb))
-    y_valid = in_u & (t >= 1) & (t <= Tb)
-    if not reverse:
-        x_rows, x_cols = ub + u - 1, tb + tx
-        y_rows, y_cols = ub + u, tb + t - 1
-    else:
-        # beta[u, t] of the original lattice is alpha of the reversed one at (Ub - u, Tb - t)
-        x_rows, x_cols = ue - u, te - tx - (1 if modified else 0)
-        y_rows, y_cols = ue - u, te - t
-    return (x_rows, x_cols, x_valid), (y_rows, y_cols, y_valid)
+    PX, PY = _skewed_inputs(px, py, modified)
+    begin = {0: (torch.zeros(B, dtype=torch.long, device=px.device), torch.arange(B, device=px.device))}
+    A = _sweep_forward(PX, PY, D, modified, begin if full else _injections(boundary, "begin"))
+    ue = boundary[:, 2]
+    scores = A[ue + boundary[:, 3] + 1, ue + 1, torch.arange(B, device=px.device)]
+    return scores, A, PX, PY
 
 
-def _lattice(A: Tensor, U: int, T: int, boundary: Tensor, reverse: bool) -> Tensor:
-    """Reads a swept buffer back as (B, U + 1, T + 1) in absolute coordinates, NEG outside the boundary box."""
-    B = boundary.shape[0]
-    device = A.device
-    u = torch.arange(U + 1, device=device).view(1, U + 1, 1)
-    t = torch.arange(T + 1, device=device).view(1, 1, T + 1)
-    ub, tb, ue, te = (boundary[:, i].view(B, 1, 1) for i in range(4))
-    if reverse:
-        ur, tr = ue - u, te - t
-    else:
-        ur, tr = u - ub, t - tb
-    valid = (ur >= 0) & (tr >= 0) & (ur <= ue - ub) & (tr <= te - tb)
-    b = torch.arange(B, device=device).view(B, 1, 1)
-    U2 = A.shape[1]
-    idx = ((ur + tr + 1) * U2 + ur + 1) * B + b
-    idx = idx.masked_fill_(~valid, 0)
-    return A.reshape(-1)[idx].masked_fill_(~valid, NEG)
-
-
-def _forward(px: Tensor, py: Tensor, boundary: Tensor, modified: bool) -> tuple[Tensor, Tensor]:
-    """Returns (scores (B,), alpha buffer)."""
-    B, U, _ = px.shape
-    T = py.shape[2]
-    (xr, xc, xv), (yr, yc, yv) = _diagonal_indexes(U, T, boundary, modified, reverse=False)
-    A = _sweep(_skewed(px, xr, xc, xv), _skewed(py, yr, yc, yv), modified)
-    Ub = boundary[:, 2] - boundary[:, 0]
-    Tb = boundary[:, 3] - boundary[:, 1]
-    b = torch.arange(B, device=px.device)
-    scores = A[Ub + Tb + 1, Ub + 1, b]
-    return scores, A
-
-
-def _occupation(
-    px: Tensor, py: Tensor, boundary: Tensor, modified: bool, A: Tensor, scores: Tensor
-) -> tuple[Tensor, Tensor]:
-    """d scores / d px and d scores / d py: occupation probabilities of the arcs (0 for unreachable ends)."""
-    B, U, _ = px.shape
-    T = py.shape[2]
-    (xr, xc, xv), (yr, yc, yv) = _diagonal_indexes(U, T, boundary, modified, reverse=True)
-    Ar = _sweep(_skewed(px, xr, xc, xv), _skewed(py, yr, yc, yv), modified)
-    alpha = _lattice(A, U, T, boundary, reverse=False)  # (B, U + 1, T + 1)
-    beta = _lattice(Ar, U, T, boundary, reverse=True)  # (B, U + 1, T + 1)
+def _occupation(A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Tensor, modified: bool, scores: Tensor):
+    """d scores / d px (B, U, T + 1 or T) and d scores / d py (B, U + 1, T); 0 for items with no path."""
+    D = U + T + 1
+    B = A.shape[2]
+    Bb = _sweep_backward(PX, PY, D, modified, _injections(boundary, "end"))
     ok = scores > NEG_THRESHOLD
-    total = torch.where(ok, scores, torch.zeros_like(scores)).view(B, 1, 1)
-    if modified:
-        px_grad = (alpha[:, :U, :T] + px + beta[:, 1:, 1:] - total).exp_()  # (B, U, T)
-    else:
-        px_grad = (alpha[:, :U, :] + px + beta[:, 1:, :] - total).exp_()  # (B, U, T + 1)
-    py_grad = (alpha[:, :, :T] + py + beta[:, :, 1:] - total).exp_()  # (B, U + 1, T)
-    keep = ok.view(B, 1, 1)
-    return px_grad.mul_(keep), py_grad.mul_(keep)
+    total = torch.where(ok, scores, torch.zeros_like(scores))
+    alpha = A[1:, 1:] - total  # (D, U + 1, B)
+    step = 2 if modified else 1
+    gx = (alpha + PX[step : D + step, 1:] + Bb[step : D + step, 1:]).exp_()  # label arcs leaving (u, d - u)
+    gy = (alpha + PY[1 : D + 1, : U + 1] + Bb[1 : D + 1, : U + 1]).exp_()  # blank arcs leaving (u, d - u)
+    gx.mul_(ok)
+    gy.mul_(ok)
+    return _unskew(gx, U, T if modified else T + 1), _unskew(gy, U + 1, T)
 
 
 class MutualInformationFunction(torch.autograd.Function):
     """scores = p[end] of the recursion; backward multiplies the occupation probabilities by the output grad."""
 
     @staticmethod
-    def forward(ctx, px: Tensor, py: Tensor, boundary: Tensor, modified: bool, grads_out: list):
-        scores, A = _forward(px, py, boundary, modified)
+    def forward(ctx, px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: bool, grads_out: list | None):
+        U, T = px.shape[1], py.shape[2]
+        scores, A, PX, PY = _forward(px, py, boundary, modified, full)
+        ctx.shape = (U, T, modified)
         if grads_out is not None:  # return_grad: the caller wants the occupations now
-            px_grad, py_grad = _occupation(px, py, boundary, modified, A, scores)
+            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores)
             grads_out[:] = [px_grad, py_grad]
             ctx.save_for_backward(px_grad, py_grad)
             ctx.precomputed = True
         else:
-            ctx.save_for_backward(px, py, boundary, A, scores)
+            ctx.save_for_backward(A, PX, PY, boundary, scores)
             ctx.precomputed = False
-            ctx.modified = modified
         return scores.masked_fill(scores <= NEG_THRESHOLD, float("-inf"))
 
     @staticmethod
@@ -182,10 +208,11 @@ class MutualInformationFunction(torch.autograd.Function):
         if ctx.precomputed:
             px_grad, py_grad = ctx.saved_tensors
         else:
-            px, py, boundary, A, scores = ctx.saved_tensors
-            px_grad, py_grad = _occupation(px, py, boundary, ctx.modified, A, scores)
+            A, PX, PY, boundary, scores = ctx.saved_tensors
+            U, T, modified = ctx.shape
+            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores)
         g = ans_grad.view(-1, 1, 1)
-        return px_grad * g, py_grad * g, None, None, None
+        return px_grad * g, py_grad * g, None, None, None, None
 
 
 def check_boundary(boundary: Tensor | None, B: int, U: int, T: int, device: torch.device) -> Tensor:
@@ -224,13 +251,14 @@ def mutual_information_recursion(
     if px.dtype != py.dtype:
         raise ValueError(f"px and py must share a dtype, got {px.dtype} and {py.dtype}")
     modified = T1 == T
+    full = boundary is None
     boundary = check_boundary(boundary, B, U, T, px.device)
+    full = full or not bool(boundary[:, :2].any())  # every item starts at (0, 0)
     in_dtype = px.dtype
-    work = compute_dtype(in_dtype)
-    pxw = px.to(work).clamp(min=NEG).contiguous()
-    pyw = py.to(work).clamp(min=NEG).contiguous()
+    pxw = px.to(SWEEP_DTYPE).clamp(min=NEG).contiguous()
+    pyw = py.to(SWEEP_DTYPE).clamp(min=NEG).contiguous()
     grads_out: list | None = [] if return_grad else None
-    scores = MutualInformationFunction.apply(pxw, pyw, boundary, modified, grads_out)
+    scores = MutualInformationFunction.apply(pxw, pyw, boundary, modified, full, grads_out).to(compute_dtype(in_dtype))
     if return_grad:
         px_grad, py_grad = grads_out
         return scores, (px_grad.to(in_dtype), py_grad.to(in_dtype))
