@@ -16,7 +16,7 @@ LibriSpeech; dev and test sentences never occur in train.
 
 Deterministic for a seed (piper runs without sampling noise). Every utterance is cached under OUT/.synth by a hash
 of (voice, speed, pitch, text), and the finished layout is stamped, so a re-run is instant and a run with other
-sizes re-uses what was synthesised.
+sizes re-uses what was synthesised. botchan.txt is cached in ~/.cache/asr (or $XDG_CACHE_HOME/asr).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import random
@@ -54,7 +55,8 @@ MIN_SECONDS, MAX_SECONDS = 1.5, 16.5  # inside the recipe's [1, 20] s filter eve
 UTTS_PER_CHAPTER = 40  # LibriSpeech chapters hold tens of utterances
 PAD_SECONDS = 0.2  # leading/trailing pause, like the silence around a LibriSpeech segment
 NOISE_DB = -60.0  # a faint noise floor instead of digital silence
-CHUNK = 32  # utterances synthesised between checks of the accumulated duration
+CHUNK = 32  # at most this many utterances synthesised between checks of the accumulated duration
+TYPICAL_SECONDS = 5.0  # a short utterance: sizes the next chunk from the seconds still missing
 # Default mean F0 (Hz) of each flite voice, measured; pitch variants scale it.
 FLITE_F0 = {"slt": 165.0, "rms": 103.0, "awb": 122.0, "kal16": 96.0}
 FLITE_VOICES = ("slt", "rms", "awb", "kal16")
@@ -209,11 +211,12 @@ def plan_subset(speakers: list[Speaker], sentences: list[tuple[str, str]], secon
     """Utterances (speaker, transcript, cached audio, duration) in a fixed order until `seconds` are reached."""
     chosen, total, i = [], 0.0, 0
     while total < seconds and i < 50 * max(1, len(sentences)):
+        size = min(CHUNK, max(pool._processes, math.ceil((seconds - total) / TYPICAL_SECONDS)))
         batch = []
-        for j in range(i, i + CHUNK):
+        for j in range(i, i + size):
             spk = speakers[(j + j // len(sentences)) % len(speakers)]
             batch.append((spk, *sentences[j % len(sentences)]))
-        i += CHUNK
+        i += size
         durs = pool.map(_synth_job, [(str(synth_dir), spk, spoken) for spk, spoken, _ in batch])
         for (spk, spoken, ref), dur in zip(batch, durs):
             if total >= seconds:
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%s is up to date (cached)", root)
         return
     t0 = time.time()
-    pool_text = sentence_pool(args.out / ".cache", args.seed)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asr"  # botchan.txt, shared by runs
+    pool_text = sentence_pool(cache, args.seed)
     n_eval = max(100, int(args.eval_minutes * 60 / 2))  # sentences reserved per eval set (>= 2 s each)
     if len(pool_text) < 3 * n_eval:
         sys.exit(f"make_demo_corpus: only {len(pool_text)} sentences found; too few for the requested sizes")
