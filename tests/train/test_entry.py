@@ -1,0 +1,68 @@
+"""recipes/librispeech/train.py end to end on a tiny prepared corpus: trains, writes the exp dir, resumes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests" / "data"))
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from data_fixtures import WORDS, make_corpus
+
+    from asr.data.bpe import train_bpe, train_transcripts
+    from asr.data.features import combine_train, compute_subset
+    from asr.data.prepare import prepare_librispeech_manifests
+
+    root = tmp_path_factory.mktemp("corpus")
+    make_corpus(root, {"train-clean-100": 6, "dev-clean": 2})
+    work = tmp_path_factory.mktemp("prepared")
+    prepare_librispeech_manifests(root / "LibriSpeech", work / "manifests")
+    for subset in ("train-clean-100", "dev-clean"):
+        compute_subset(work / "manifests", work / "fbank", subset, num_jobs=1)
+    combine_train(work / "fbank", ["train-clean-100"])
+    train_bpe(train_transcripts(work / "manifests") + [" ".join(WORDS)], work / "lang", vocab_size=34)
+    return work
+
+
+def _train(prepared: Path, exp_dir: Path, python_exe: str, *extra: str) -> subprocess.CompletedProcess:
+    overrides = [
+        "model=conformer_small", "model.vocab_size=34", "model.encoder.d_model=16", "model.encoder.num_heads=2",
+        "model.encoder.ff_dim=32", "model.encoder.num_layers=1", "model.decoder.decoder_dim=16",
+        "model.joiner.joiner_dim=16", "data=demo", f"data.manifest_dir={prepared / 'fbank'}",
+        f"data.bpe_model={prepared / 'lang' / 'bpe.model'}", "data.max_duration=8", "data.num_buckets=2",
+        "data.num_workers=0", "data.spec_aug=false", "data.drop_last=false", "trainer=demo",
+        f"trainer.exp_dir={exp_dir}", "trainer.log_interval=1", "trainer.save_every_n=1", "trainer.num_epochs=1",
+        "optim.warm_step=100", *extra,
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [python_exe, str(REPO / "recipes" / "librispeech" / "train.py"), *overrides]
+    return subprocess.run(cmd, cwd=exp_dir.parent, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_entry_point_writes_exp_dir_and_resumes(prepared, tmp_path, python_exe):
+    exp = tmp_path / "exp"
+    first = _train(prepared, exp, python_exe, "trainer.max_steps=2")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert cfg["model"]["encoder"]["d_model"] == 16 and cfg["optim"]["model_size"] == 16  # resolved interpolation
+    assert (exp / "checkpoint-2.pt").is_file() and list((exp / "log").glob("log-train-*.txt"))
+    assert list((exp / "tensorboard").glob("events.out.tfevents.*"))
+    assert not list(tmp_path.glob("outputs")) and not list(tmp_path.glob(".hydra"))  # no Hydra run dirs
+
+    second = _train(prepared, exp, python_exe)  # the same command without the step limit: finishes the epoch
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resumed from" in second.stdout and "checkpoint-2.pt" in second.stdout
+    state = torch.load(exp / "epoch-1.pt", weights_only=False)
+    assert state["epoch"] == 1 and state["batch_idx_train"] > 2 and state["sampler"]["epoch_finished"]
+    assert set(state) >= {"model", "model_avg", "optimizer", "scheduler", "grad_scaler", "sampler", "rng",
+                          "epoch", "batch_idx_train", "config"}  # fmt: skip
+    assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
