@@ -161,8 +161,8 @@ def compute_musan(manifest_dir: Path, out_dir: Path, num_jobs: int = 1, num_mel_
     recs = [r for p in parts for r in load_manifest_lazy(p)]
     from lhotse import RecordingSet
 
-    cuts = (CutSet.from_manifests(recordings=RecordingSet.from_recordings(recs))
-            .cut_into_windows(MUSAN_WINDOW).filter(lambda c: c.duration > MUSAN_MIN).to_eager())
+    windows = CutSet.from_manifests(recordings=RecordingSet.from_recordings(recs)).cut_into_windows(MUSAN_WINDOW)
+    cuts = CutSet.from_cuts(c for c in windows if c.duration > MUSAN_MIN)
     cuts, skipped = compute_features(cuts, out_dir, "musan", num_jobs, num_mel_bins)
     _write_atomic(cuts, out_path)
     log.info("MUSAN: %d cuts with features", len(cuts))
