@@ -110,3 +110,35 @@ def compute_batch_loss(
         result = BatchLoss(loss=None)
     result.bad_cut_ids = [cut_ids[i] for i in (~keep).nonzero().squeeze(1).tolist()]
     return result
+
+
+def zero_loss(
+    model: nn.Module,
+    num_features: int,
+    *,
+    prune_range: int,
+    frames_fn: Callable[[Tensor], Tensor],
+    device: torch.device,
+    amp: str = "none",
+) -> Tensor:
+    """A loss equal to 0 whose backward reaches every parameter, for a DDP rank whose batch was all bad.
+
+    DDP all-reduces gradients during backward, and only for a graph built by its own forward; so the rank runs the
+    model on a dummy utterance (zeros, one token, in eval mode so BatchNorm statistics stay untouched) and
+    multiplies the loss by 0. Its gradient adds nothing to the other ranks' sum.
+    """
+    frames = 1
+    while int(frames_fn(torch.tensor([frames]))[0]) < prune_range + 1:
+        frames += 1
+    x = torch.zeros(1, frames, num_features, device=device)  # (1, T, F)
+    x_lens = torch.tensor([frames], device=device)
+    y = torch.ones(1, 1, dtype=torch.int64, device=device)  # (1, 1): token 1, any non-blank id
+    y_lens = torch.ones(1, dtype=torch.int64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        simple, pruned = _forward(model, x, x_lens, y, y_lens, prune_range, 0.0, 0.0, device, amp)
+    finally:
+        model.train(was_training)
+    return (simple.sum() + pruned.sum()) * 0.0
+

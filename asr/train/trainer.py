@@ -27,7 +27,7 @@ from asr.train.distributed import DistInfo, all_reduce_sum, barrier, gather_obje
 from asr.train.optim import Schedule
 from asr.train.progress import Progress, Scalars, format_duration
 from asr.train.resume import capture_rng, is_lhotse_state, restore_rng, sampler_state_at
-from asr.train.step import BatchLoss, compute_batch_loss
+from asr.train.step import BatchLoss, compute_batch_loss, zero_loss
 
 log = logging.getLogger("asr.train")
 
@@ -193,8 +193,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return res, float("nan"), input_frames
         loss = res.loss
-        if loss is None:  # this rank has nothing; a zero loss keeps DDP's gradient all-reduce in step
-            loss = sum(p.sum() for p in self.raw_model.parameters() if p.requires_grad) * 0.0
+        if loss is None:  # this rank has nothing: a zero loss through DDP keeps the gradient all-reduce in step
+            loss = zero_loss(self.model, x.size(2), prune_range=self.loss_cfg.prune_range, frames_fn=self.frames_fn,
+                             device=self.dist.device, amp=self.cfg.amp)  # fmt: skip
         # DDP averages gradients over ranks; scaling by world_size makes it the gradient of the global batch's
         # summed loss, the same as one process with that batch (and the clipping threshold means the same).
         self.scaler.scale(loss * self.dist.world_size).backward()

@@ -89,3 +89,17 @@ def test_all_bad_batch_gives_no_loss():
     model = PerUtteranceModel()
     res = _run(model, x, x_lens, y, y_lens, ids)
     assert res.loss is None and res.bad_cut_ids == ids and model.calls == []
+
+
+def test_zero_loss_reaches_every_parameter_with_zero_gradient():
+    from asr.train.step import zero_loss
+    from tiny import NUM_FEATURES, tiny_model
+
+    model = tiny_model(dropout=0.1)
+    model.train()
+    loss = zero_loss(model, NUM_FEATURES, prune_range=3, frames_fn=subsampled_lengths, device=torch.device("cpu"))
+    assert float(loss) == 0.0
+    loss.backward()
+    assert model.training  # restored after the eval-mode dummy forward
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and bool((g == 0).all()) for g in grads)

@@ -169,6 +169,7 @@ def main() -> None:
     p.add_argument("--kill-at", type=int, default=0)
     p.add_argument("--schedule", default="noam")
     p.add_argument("--no-batchnorm", action="store_true")
+    p.add_argument("--nan-ids", default="", help="comma-separated cut indexes given a NaN feature")
     p.add_argument("--warm-step", type=int, default=10)
     args = p.parse_args()
 
@@ -195,7 +196,8 @@ def main() -> None:
     if args.loader == "lhotse":
         make_loader = lhotse_loader_factory(cuts, dist.rank, dist.world_size, seed)
     else:
-        batches = fixed_batches(cuts, dist.rank, dist.world_size)
+        nan_ids = frozenset(int(i) for i in args.nan_ids.split(",") if i)
+        batches = fixed_batches(cuts, dist.rank, dist.world_size, ds=SyntheticDataset(nan_ids=nan_ids))
         make_loader = lambda state: batches  # noqa: E731
 
     calls = {"n": 0}
