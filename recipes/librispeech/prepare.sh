@@ -6,9 +6,10 @@
 #
 # Options: --dl-dir DIR (holds LibriSpeech/; default download), --stage N, --stop-stage M (inclusive),
 #          --musan-dir DIR, --vocab-size N (BPE units, default 500), --jobs N (parallel jobs, default 2),
-#          --download (stage 0 fetches LibriSpeech with lhotse into --dl-dir when it is missing; needs network).
+#          --no-download (stage 0 never downloads; by default a missing LibriSpeech/ is fetched with lhotse when
+#          openslr.org can be reached, as icefall does).
 # Stages:
-#   0  find the corpus: DIR/LibriSpeech/<subset>/ (downloaded with lhotse when --download is given)
+#   0  find the corpus: DIR/LibriSpeech/<subset>/ (downloaded with lhotse when missing and there is network)
 #   1  manifests of every subset found -> data/manifests (+ MUSAN's with --musan-dir); bad input skipped, counted
 #   2  80-dim fbank (LilcomChunkyWriter), speed perturbation 0.9/1.1 for train subsets, validation, train cuts
 #      combined and shuffled -> data/fbank/librispeech_cuts_{<subset>,train-all-shuf}.jsonl.gz
@@ -29,9 +30,9 @@ dl_dir=download
 musan_dir=""
 vocab_size=500
 jobs=2
-download=0
+download=1
 
-usage() { sed -n '2,19p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --musan-dir) musan_dir=$2; shift 2 ;;
     --vocab-size) vocab_size=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
-    --download) download=1; shift ;;
+    --no-download) download=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "prepare.sh: unknown option $1" >&2; usage 2 ;;
   esac
@@ -62,8 +63,12 @@ timed() {  # timed NAME CMD...: run and report the wall time of a stage
 if run_stage 0; then
   log "stage 0: corpus in $corpus"
   if [ ! -d "$corpus" ] && [ "$download" = 1 ]; then
-    log "downloading LibriSpeech into $dl_dir with lhotse"
-    "$PY" -c "import sys; from lhotse.recipes import download_librispeech; download_librispeech(sys.argv[1], dataset_parts='librispeech')" "$dl_dir"
+    if "$PY" -c "import socket; socket.create_connection(('www.openslr.org', 443), timeout=5).close()" 2>/dev/null; then
+      log "no $corpus: downloading LibriSpeech (960 h + dev/test, about 60 GB) into $dl_dir with lhotse"
+      "$PY" -c "import sys; from lhotse.recipes import download_librispeech; download_librispeech(sys.argv[1], dataset_parts='librispeech')" "$dl_dir"
+    else
+      log "no $corpus and no network to download it"
+    fi
   fi
   found=""
   for s in dev-clean dev-other test-clean test-other train-clean-100 train-clean-360 train-other-500; do
@@ -72,15 +77,22 @@ if run_stage 0; then
   if [ -z "$found" ]; then
     echo "prepare.sh: no LibriSpeech subset under $corpus." >&2
     echo "  Give --dl-dir a folder holding LibriSpeech/<subset>/ (e.g. the demo corpus: python" \
-         "scripts/make_demo_corpus.py --out download/demo), or add --download where there is network." >&2
+         "scripts/make_demo_corpus.py --out download/demo)." >&2
     exit 1
   fi
   log "subsets found:$found"
   case "$found" in *train*) ;; *) log "WARNING: no training subset (train-*) found";; esac
 fi
 
-# The corpus id in the markers: a different --dl-dir redoes the stages.
-corpus_id=$(echo "$(cd "$dl_dir" 2>/dev/null && pwd || echo "$dl_dir")" | md5sum | cut -c1-8)
+# data/ belongs to one corpus: finished subsets are re-used, so mixing two corpora would go unnoticed.
+corpus_abs=$(cd "$dl_dir" 2>/dev/null && pwd || echo "$dl_dir")
+corpus_id=$(echo "$corpus_abs" | md5sum | cut -c1-8)
+if [ -f data/.corpus ] && [ "$(cat data/.corpus)" != "$corpus_abs" ]; then
+  echo "prepare.sh: data/ was prepared from $(cat data/.corpus), not $corpus_abs." >&2
+  echo "  Remove data/ (or run from another recipe copy) to prepare this corpus." >&2
+  exit 1
+fi
+[ -d "$corpus" ] && echo "$corpus_abs" > data/.corpus
 
 if run_stage 1; then
   m=$(done_marker 1 "$corpus_id")
