@@ -47,76 +47,54 @@ def _full_boundary(B: int, U: int, T: int, device: torch.device) -> Tensor:
     return torch.tensor([0, 0, U, T], dtype=torch.int64, device=device).expand(B, 4)
 
 
-def _skew(x: Tensor, D: int, shift: int) -> Tensor:
-    """Skews rows: out[d, r, b] = x[r, d - r - shift, b], NEG where that column does not exist.
+def _skew(x: Tensor, D: int, shift: int, first_row: int) -> Tensor:
+    """Skews rows: out[d, u, b] = x[b, u - first_row, d - u - shift], NEG where that entry does not exist.
 
     Args:
-        x: (R, C, B) with D - shift >= C.
+        x: (B, R, C) with R + first_row <= U + 1 rows placed at rows first_row.. of the output.
+        D: number of diagonals; D - shift >= C.
     Returns:
-        (D, R, B) contiguous.
+        (D, U1, B) contiguous, U1 = R + first_row rounded up to the lattice's U + 1 by the caller's choice of R.
     """
-    R, C, B = x.shape
-    left = R - 1 + shift  # columns of padding before x so that d - r - shift + left >= 0
-    L = left + D - shift  # row length so that the largest column index stays in the row
-    padded = x.new_full((R, L, B), NEG)
-    padded[:, left : left + C] = x
-    return padded.as_strided((D, R, B), (B, (L - 1) * B, 1), (left - shift) * B).contiguous()
+    B, R, C = x.shape
+    U1 = R + first_row
+    left = U1 - 1 + shift  # padding columns before x, so that d - u - shift + left >= 0
+    L = left + D - shift  # row length, so that the largest column index stays inside the row
+    padded = x.new_full((U1, L, B), NEG)
+    padded[first_row:, left : left + C] = x.permute(1, 2, 0)
+    return padded.as_strided((D, U1, B), (B, (L - 1) * B, 1), (left - shift) * B).contiguous()
 
 
-def _unskew(g: Tensor, rows: int, cols: int) -> Tensor:
-    """Inverse of _skew with shift 0 on a (D, U + 1, B) buffer: out[b, r, c] = g[r + c, r, b] -> (B, rows, cols)."""
-    D, U1, B = g.shape
-    return g.as_strided((rows, cols, B), ((U1 + 1) * B, U1 * B, 1)).permute(2, 0, 1).contiguous()
+def _unskew(g: Tensor, rows: int, cols: int, d0: int, u0: int) -> Tensor:
+    """Reads a skewed (D, W, B) buffer back: out[b, r, c] = g[r + c + d0, r + u0, b] -> (B, rows, cols)."""
+    _, W, B = g.shape
+    return g.as_strided((rows, cols, B), ((W + 1) * B, W * B, 1), (d0 * W + u0) * B).permute(2, 0, 1).contiguous()
 
 
 def _injections(boundary: Tensor, which: str) -> dict[int, tuple[Tensor, Tensor]]:
-    """Cells set to 0 when a sweep reaches their diagonal: {d: (u indexes, batch indexes)}."""
-    if which == "begin":
-        u = boundary[:, 0]
-        d = u + boundary[:, 1]
-    else:
-        u = boundary[:, 2]
-        d = u + boundary[:, 3]
-    out = {}
+    """Cells set when a sweep reaches their diagonal: {d: (u indexes, batch indexes)}."""
+    u = boundary[:, 0] if which == "begin" else boundary[:, 2]
+    d = u + (boundary[:, 1] if which == "begin" else boundary[:, 3])
     b = torch.arange(boundary.shape[0], device=boundary.device)
-    for dv in torch.unique(d).tolist():
-        m = d == dv
-        out[dv] = (u[m], b[m])
-    return out
+    return {dv: (u[d == dv], b[d == dv]) for dv in torch.unique(d).tolist()}
 
 
-def _skewed_inputs(px: Tensor, py: Tensor, modified: bool) -> tuple[Tensor, Tensor]:
-    """PX[d, u] = weight of the label arc into cell (u, d - u), PY[d, u] = of the blank arc into it.
+def _sweep_forward(PX: Tensor, PY: Tensor, modified: bool, begin: dict) -> Tensor:
+    """alpha on the skewed lattice, in log space.
 
     Args:
-        px: (B, U, T + 1) or (B, U, T); py: (B, U + 1, T).
-    Returns:
-        PX, PY: (D + 2, U + 2, B), D = U + T + 1; row u = -1 does not exist, so column 0 of PX is NEG;
-        column U + 1 and the last two rows are NEG padding for the backward sweep.
-    """
-    B, U, _ = px.shape
-    T = py.shape[2]
-    D = U + T + 1
-    neg_row = px.new_full((1, px.shape[2], B), NEG)
-    x = torch.cat((neg_row, px.permute(1, 2, 0), neg_row), dim=0)  # (U + 2, T + 1 or T, B): row u holds px[u - 1]
-    y = torch.cat((py.permute(1, 2, 0), py.new_full((1, T, B), NEG)), dim=0)  # (U + 2, T, B)
-    return _skew(x, D + 2, 1 if modified else 0), _skew(y, D + 2, 1)
-
-
-def _sweep_forward(PX: Tensor, PY: Tensor, D: int, modified: bool, begin: dict) -> Tensor:
-    """alpha on the skewed lattice.
-
+        PX, PY: (D, U + 1, B) log-weights of the label / blank arc into cell (u, d - u).
+        begin: start cells, set to 0 when the sweep reaches their diagonal.
     Returns:
         (D + 1, U + 2, B): row d + 1, column u + 1 holds alpha[u, d - u]; row 0 and column 0 are NEG padding.
     """
-    _, U2, B = PX.shape
-    U1 = U2 - 1
-    A = PX.new_full((D + 1, U2, B), NEG)
-    flat = A.view(D + 1, U2 * B)
+    D, U1, B = PX.shape
+    A = PX.new_full((D + 1, U1 + 1, B), NEG)
+    flat = A.view(D + 1, (U1 + 1) * B)
     lower = flat[:, : U1 * B].unbind(0)  # row r: cells u - 1 of diagonal r - 1, aligned with u
     same = flat[:, B:].unbind(0)  # row r: cells u of diagonal r - 1
-    px_rows = PX.view(-1, U2 * B)[:, : U1 * B].unbind(0)
-    py_rows = PY.view(-1, U2 * B)[:, : U1 * B].unbind(0)
+    px_rows = PX.view(D, U1 * B).unbind(0)
+    py_rows = PY.view(D, U1 * B).unbind(0)
     t1, t2 = PX.new_empty(U1 * B), PX.new_empty(U1 * B)
     step = 2 if modified else 1
     for d in range(D):
@@ -130,59 +108,74 @@ def _sweep_forward(PX: Tensor, PY: Tensor, D: int, modified: bool, begin: dict) 
     return A
 
 
-def _sweep_backward(PX: Tensor, PY: Tensor, D: int, modified: bool, end: dict) -> Tensor:
-    """beta on the skewed lattice.
+def _sweep_backward(Rx: Tensor, Ry: Tensor, modified: bool, end: dict) -> Tensor:
+    """Occupation probability of every cell, swept from the end cells down, in the linear domain.
 
+    Args:
+        Rx, Ry: (D + 1, U + 2, B) share of cell (u, d - u)'s alpha that comes through its label / blank arc
+            (the last row and column are 0 padding).
+        end: end cells, given occupation 1 when the sweep reaches their diagonal.
     Returns:
-        (D + 2, U + 2, B): row d, column u holds beta[u, d - u]; the last two rows and column U + 1 are NEG padding.
+        G: (D + 1, U + 2, B), row d, column u: occupation of cell (u, d - u); last row and column are 0 padding.
     """
-    _, U2, B = PX.shape
-    U1 = U2 - 1
-    Bb = PX.new_full((D + 2, U2, B), NEG)
-    flat = Bb.view(D + 2, U2 * B)
+    D1, U2, B = Rx.shape
+    D, U1 = D1 - 1, U2 - 1
+    G = Rx.new_zeros((D + 1, U2, B))
+    flat = G.view(D + 1, U2 * B)
     upper = flat[:, B:].unbind(0)  # row r: cells u + 1 of diagonal r, aligned with u
     same = flat[:, : U1 * B].unbind(0)  # row r: cells u of diagonal r
-    px_rows = PX.view(-1, U2 * B)[:, B:].unbind(0)  # arc into (u + 1, .), aligned with u
-    py_rows = PY.view(-1, U2 * B)[:, : U1 * B].unbind(0)
-    t1, t2 = PX.new_empty(U1 * B), PX.new_empty(U1 * B)
-    step = 2 if modified else 1
+    rx_up = Rx.view(D + 1, U2 * B)[:, B:].unbind(0)
+    ry_rows = Ry.view(D + 1, U2 * B)[:, : U1 * B].unbind(0)
     for d in range(D - 1, -1, -1):
-        torch.add(upper[d + step], px_rows[d + step], out=t1)
-        torch.add(same[d + 1], py_rows[d + 1], out=t2)
-        torch.logaddexp(t1, t2, out=same[d])
         if d in end:
             u, b = end[d]
-            Bb[d, u, b] = 0.0
-    return Bb
+            G[d, u, b] = 1.0
+        if d == 0:
+            break
+        if modified:  # label arcs into diagonal d + 1 come from d - 1
+            torch.mul(upper[d + 1], rx_up[d + 1], out=same[d - 1])
+            same[d - 1].addcmul_(same[d], ry_rows[d])
+        else:
+            torch.mul(upper[d], rx_up[d], out=same[d - 1])
+            same[d - 1].addcmul_(same[d], ry_rows[d])
+    return G
 
 
 def _forward(px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: bool):
-    """Returns (scores (B,), alpha buffer, PX, PY)."""
+    """Returns (scores (B,), alpha buffer A, skewed PX, PY)."""
     B, U, _ = px.shape
     T = py.shape[2]
     D = U + T + 1
-    PX, PY = _skewed_inputs(px, py, modified)
-    begin = {0: (torch.zeros(B, dtype=torch.long, device=px.device), torch.arange(B, device=px.device))}
-    A = _sweep_forward(PX, PY, D, modified, begin if full else _injections(boundary, "begin"))
+    PX = _skew(px, D, 1 if modified else 0, first_row=1)  # (D, U + 1, B): column 0 is NEG (no row u = -1)
+    PY = _skew(py, D, 1, first_row=0)  # (D, U + 1, B)
+    arange = torch.arange(B, device=px.device)
+    begin = {0: (torch.zeros_like(arange), arange)} if full else _injections(boundary, "begin")
+    A = _sweep_forward(PX, PY, modified, begin)
     ue = boundary[:, 2]
-    scores = A[ue + boundary[:, 3] + 1, ue + 1, torch.arange(B, device=px.device)]
+    scores = A[ue + boundary[:, 3] + 1, ue + 1, arange]
     return scores, A, PX, PY
 
 
 def _occupation(A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Tensor, modified: bool, scores: Tensor):
-    """d scores / d px (B, U, T + 1 or T) and d scores / d py (B, U + 1, T); 0 for items with no path."""
-    D = U + T + 1
-    B = A.shape[2]
-    Bb = _sweep_backward(PX, PY, D, modified, _injections(boundary, "end"))
-    ok = scores > NEG_THRESHOLD
-    total = torch.where(ok, scores, torch.zeros_like(scores))
-    alpha = A[1:, 1:] - total  # (D, U + 1, B)
+    """d scores / d px (B, U, T + 1 or T) and d scores / d py (B, U + 1, T); 0 for items with no path.
+
+    The occupation of an arc is that of its target cell times the arc's share of the target's alpha; those
+    shares lie in [0, 1] (exponents clamped at 0 against rounding), so the sweep runs in the linear domain.
+    """
+    D, U1, B = PX.shape
     step = 2 if modified else 1
-    gx = (alpha + PX[step : D + step, 1:] + Bb[step : D + step, 1:]).exp_()  # label arcs leaving (u, d - u)
-    gy = (alpha + PY[1 : D + 1, : U + 1] + Bb[1 : D + 1, : U + 1]).exp_()  # blank arcs leaving (u, d - u)
-    gx.mul_(ok)
-    gy.mul_(ok)
-    return _unskew(gx, U, T if modified else T + 1), _unskew(gy, U + 1, T)
+    target = A[2:]  # (D - 1, U + 2, B): alpha of cells on diagonals 1..D - 1, with the NEG column first
+    Rx = PX.new_zeros((D + 1, U1 + 1, B))
+    Ry = PX.new_zeros((D + 1, U1 + 1, B))
+    torch.exp((A[2 - step : D + 1 - step, :U1] + PX[1:] - target[:, 1:]).clamp_(max=0.0), out=Rx[1:D, :U1])
+    torch.exp((A[1:D, 1:] + PY[1:] - target[:, 1:]).clamp_(max=0.0), out=Ry[1:D, :U1])
+    G = _sweep_backward(Rx, Ry, modified, _injections(boundary, "end"))
+    ok = (scores > NEG_THRESHOLD).to(PX.dtype)
+    Ox = Rx.mul_(G).mul_(ok)  # occupation of the label arc into (u, d - u)
+    Oy = Ry.mul_(G).mul_(ok)  # of the blank arc into (u, d - u)
+    px_grad = _unskew(Ox, U, T if modified else T + 1, d0=step, u0=1)  # arc (u, t) -> (u + 1, t [+ 1])
+    py_grad = _unskew(Oy, U + 1, T, d0=1, u0=0)  # arc (u, t) -> (u, t + 1)
+    return px_grad, py_grad
 
 
 class MutualInformationFunction(torch.autograd.Function):
