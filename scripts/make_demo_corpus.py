@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
             for spk in sorted(speakers, key=lambda s: s.id):
                 if spk.id in minutes:
                     name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
-                    speakers_txt.append(f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}")
+                    row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
+                    speakers_txt.append(row)
             log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
                      sum(minutes.values()), len(minutes), time.time() - t)
     (root / "SPEAKERS.TXT").write_text("\n".join(speakers_txt) + "\n")

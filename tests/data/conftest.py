@@ -16,7 +16,10 @@ def tiny_corpus(tmp_path_factory) -> tuple[Path, dict[str, dict[str, float]]]:
 
 @pytest.fixture(scope="session")
 def prepared(tiny_corpus, tmp_path_factory) -> Path:
-    """Manifests, features (with speed perturbation), the train-all-shuf cuts and a 34-unit BPE model (trained on the transcripts and the word list)."""
+    """Manifests, features (with speed perturbation), the train-all-shuf cuts and a 34-unit BPE model.
+
+    The BPE model is trained on the transcripts and the whole word list, so that every test sentence is spellable.
+    """
     from asr.data.bpe import train_bpe, train_transcripts
     from asr.data.features import combine_train, compute_subset
     from asr.data.prepare import prepare_librispeech_manifests
