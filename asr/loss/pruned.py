@@ -123,15 +123,39 @@ def _check_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_s
         raise ValueError(f"ranges rows must be consecutive label indexes within [0, {U}] (see get_rnnt_prune_ranges)")
 
 
+class WindowLogProbs(torch.autograd.Function):
+    """Log-probs of the label and blank arcs of each window node, normalised over V, with a fused backward.
+
+    Autograd through logsumexp + gather + select would allocate several (B, T, S, V) gradients and sum them;
+    here the gradient is one softmax scaled in place, plus two scatters of (B, T, S) values.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, window_symbols: Tensor, termination_symbol: int):
+        normalizers = torch.logsumexp(logits, dim=3)  # (B, T, S)
+        px = torch.gather(logits, 3, window_symbols.unsqueeze(3)).squeeze(3) - normalizers  # (B, T, S)
+        py = logits[:, :, :, termination_symbol] - normalizers  # (B, T, S)
+        ctx.save_for_backward(logits, window_symbols)
+        ctx.termination_symbol = termination_symbol
+        return px, py
+
+    @staticmethod
+    def backward(ctx, px_grad: Tensor, py_grad: Tensor):
+        logits, window_symbols = ctx.saved_tensors
+        grad = torch.softmax(logits, dim=3)  # (B, T, S, V)
+        grad.mul_((px_grad + py_grad).neg_().unsqueeze(3))
+        grad.scatter_add_(3, window_symbols.unsqueeze(3), px_grad.unsqueeze(3))
+        grad[:, :, :, ctx.termination_symbol] += py_grad
+        return grad, None, None
+
+
 def _window_logprobs(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_symbol: int):
     """Log-probs of the label and blank arcs inside the window: each (B, T, S)."""
     B, T, S, V = logits.shape
     U = symbols.shape[1]
-    normalizers = torch.logsumexp(logits, dim=3)  # (B, T, S)
     with_blank = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)  # (B, U + 1)
-    window_symbols = torch.gather(with_blank, 1, ranges.reshape(B, T * S)).view(B, T, S, 1)
-    px = torch.gather(logits, 3, window_symbols).squeeze(3) - normalizers  # (B, T, S)
-    py = logits[:, :, :, termination_symbol] - normalizers  # (B, T, S)
+    window_symbols = torch.gather(with_blank, 1, ranges.reshape(B, T * S)).view(B, T, S)
+    px, py = WindowLogProbs.apply(logits, window_symbols, termination_symbol)
     # a label arc leaving row U does not exist
     px = px.masked_fill(ranges >= U, float("-inf"))
     return px, py

@@ -177,3 +177,14 @@ def test_bad_ranges_raise_clear_errors():
         rnnt_loss_pruned(logits, symbols, torch.tensor([[[0, 1], [0, 1], [1, 2], [3, 4]]]), 0)
     with pytest.raises(ValueError, match="ranges"):
         rnnt_loss_pruned(logits, symbols, torch.zeros(1, 4, 3, dtype=torch.long), 0)
+
+
+def test_gradcheck_pruned_loss_float64():
+    gen = torch.Generator().manual_seed(28)
+    B, T, U, V, S = 2, 4, 3, 5, 2
+    symbols = torch.randint(1, V, (B, U), generator=gen)
+    ranges = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 2]]).unsqueeze(2) + torch.arange(S)  # (B, T, S)
+    logits = torch.randn(B, T, S, V, generator=gen, dtype=torch.float64, requires_grad=True)
+    boundary = torch.tensor([[0, 0, U, T], [0, 0, 2, 3]])
+    f = lambda x: rnnt_loss_pruned(x, symbols, ranges, 0, boundary, reduction="none")  # noqa: E731
+    assert torch.autograd.gradcheck(f, (logits,))
