@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     stamp_data = {"version": VERSION, "seed": args.seed, "train_minutes": args.train_minutes,
                   "eval_minutes": args.eval_minutes, "voices": voices}
     stamp = root / ".demo_corpus.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
+    complete = all((root / subset).is_dir() for subset in SUBSETS)
+    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
         log.info("%s is up to date (cached)", root)
         return
     t0 = time.time()

@@ -73,6 +73,21 @@ def test_batch_to_model_inputs_matches_the_cuts(module):
         assert bool((y[i, y_lens[i]:] == module.tokenizer.blank_id).all())
 
 
+def test_on_the_fly_features_match_the_stored_ones(module):
+    """Fbank computed from the audio in the loader equals the precomputed (lilcom-compressed) features."""
+    import dataclasses
+
+    otf = AsrDataModule(dataclasses.replace(module.cfg, on_the_fly_feats=True), module.tokenizer)
+    batch = next(iter(otf.valid_dataloader()))
+    x, x_lens, _, _, cut_ids = batch_to_model_inputs(batch, otf.tokenizer)
+    cuts = {c.id: c for c in batch["supervisions"]["cut"]}
+    for i, cid in enumerate(cut_ids):
+        stored = torch.from_numpy(cuts[cid].load_features())
+        n = min(int(x_lens[i]), stored.shape[0]) - 1  # the last frame sees the batch's padding
+        assert abs(int(x_lens[i]) - stored.shape[0]) <= 1
+        torch.testing.assert_close(x[i, :n], stored[:n], atol=0.1, rtol=0.02)
+
+
 def test_test_dataloaders_skip_missing_sets(module, tiny_corpus):
     loaders = module.test_dataloaders()
     assert list(loaders) == ["dev-clean"]
