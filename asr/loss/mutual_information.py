@@ -51,18 +51,17 @@ def _skew(x: Tensor, D: int, shift: int, first_row: int) -> Tensor:
     """Skews rows: out[d, u, b] = x[b, u - first_row, d - u - shift], NEG where that entry does not exist.
 
     Args:
-        x: (B, R, C) with R + first_row <= U + 1 rows placed at rows first_row.. of the output.
-        D: number of diagonals; D - shift >= C.
+        x: (B, R, C), placed at rows first_row .. first_row + R - 1 of the output; D - shift >= C.
     Returns:
-        (D, U1, B) contiguous, U1 = R + first_row rounded up to the lattice's U + 1 by the caller's choice of R.
+        (D, R + first_row, B) contiguous.
     """
     B, R, C = x.shape
     U1 = R + first_row
-    left = U1 - 1 + shift  # padding columns before x, so that d - u - shift + left >= 0
-    L = left + D - shift  # row length, so that the largest column index stays inside the row
-    padded = x.new_full((U1, L, B), NEG)
-    padded[first_row:, left : left + C] = x.permute(1, 2, 0)
-    return padded.as_strided((D, U1, B), (B, (L - 1) * B, 1), (left - shift) * B).contiguous()
+    out = x.new_full((D, U1, B), NEG)
+    # out[u + c + shift, u + first_row] for u < R, c < C, as one strided view
+    view = out.as_strided((R, C, B), ((U1 + 1) * B, U1 * B, 1), (shift * U1 + first_row * (U1 + 1)) * B)
+    view.copy_(x.permute(1, 2, 0))
+    return out
 
 
 def _unskew(g: Tensor, rows: int, cols: int, d0: int, u0: int) -> Tensor:
@@ -89,7 +88,9 @@ def _sweep_forward(PX: Tensor, PY: Tensor, modified: bool, begin: dict) -> Tenso
         (D + 1, U + 2, B): row d + 1, column u + 1 holds alpha[u, d - u]; row 0 and column 0 are NEG padding.
     """
     D, U1, B = PX.shape
-    A = PX.new_full((D + 1, U1 + 1, B), NEG)
+    A = PX.new_empty((D + 1, U1 + 1, B))
+    A[:2] = NEG  # padding row and diagonal 0 (set below where an item starts there)
+    A[:, 0] = NEG  # padding column
     flat = A.view(D + 1, (U1 + 1) * B)
     lower = flat[:, : U1 * B].unbind(0)  # row r: cells u - 1 of diagonal r - 1, aligned with u
     same = flat[:, B:].unbind(0)  # row r: cells u of diagonal r - 1
@@ -120,7 +121,9 @@ def _sweep_backward(Rx: Tensor, Ry: Tensor, modified: bool, end: dict) -> Tensor
     """
     D1, U2, B = Rx.shape
     D, U1 = D1 - 1, U2 - 1
-    G = Rx.new_zeros((D + 1, U2, B))
+    G = Rx.new_empty((D + 1, U2, B))
+    G[D - 1 :] = 0.0  # the last diagonal (set below where an item ends there) and the padding row
+    G[:, U1] = 0.0  # padding column
     flat = G.view(D + 1, U2 * B)
     upper = flat[:, B:].unbind(0)  # row r: cells u + 1 of diagonal r, aligned with u
     same = flat[:, : U1 * B].unbind(0)  # row r: cells u of diagonal r
@@ -165,8 +168,11 @@ def _occupation(A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Ten
     D, U1, B = PX.shape
     step = 2 if modified else 1
     target = A[2:]  # (D - 1, U + 2, B): alpha of cells on diagonals 1..D - 1, with the NEG column first
-    Rx = PX.new_zeros((D + 1, U1 + 1, B))
-    Ry = PX.new_zeros((D + 1, U1 + 1, B))
+    Rx, Ry = PX.new_empty((D + 1, U1 + 1, B)), PX.new_empty((D + 1, U1 + 1, B))
+    for R in (Rx, Ry):  # no arcs into diagonal 0, padding row D and column U + 1
+        R[0] = 0.0
+        R[D] = 0.0
+        R[:, U1] = 0.0
     torch.exp((A[2 - step : D + 1 - step, :U1] + PX[1:] - target[:, 1:]).clamp_(max=0.0), out=Rx[1:D, :U1])
     torch.exp((A[1:D, 1:] + PY[1:] - target[:, 1:]).clamp_(max=0.0), out=Ry[1:D, :U1])
     G = _sweep_backward(Rx, Ry, modified, _injections(boundary, "end"))
