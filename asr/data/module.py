@@ -136,12 +136,15 @@ class AsrDataModule:
         cuts = load_manifest_lazy(self._cuts_path(self.cfg.train_cuts))
         return CutSet(_FilteredCuts(cuts, self.train_filter))
 
-    def _eval_cuts(self, subset: str) -> CutSet:
+    def _eval_cuts(self, subset: str, filtered: bool) -> CutSet:
+        """Cuts of a dev/test subset; `filtered` drops those the loss cannot score (validation), at any length."""
         cuts = load_manifest(self._cuts_path(f"{PREFIX}{subset}.jsonl.gz"))
-        keep = CutFilter(self.tokenizer, 0.0, float("inf"))  # evaluation keeps every length
+        if not filtered:  # a test set is decoded whole: every utterance counts in its WER
+            return cuts
+        keep = CutFilter(self.tokenizer, 0.0, float("inf"))
         cuts = cuts.filter(keep).to_eager()
         if keep.counts:
-            log.warning("%s %s", subset, keep.summary())
+            log.warning("validation set %s: %s", subset, keep.summary())
         return cuts
 
     # ---------------------------------------------------------------------------------------------- loaders
@@ -194,7 +197,7 @@ class AsrDataModule:
             log.warning("no cuts for validation set(s) %s in %s; skipped", ", ".join(missing), self.manifest_dir)
         if not subsets:
             raise FileNotFoundError(f"none of the validation sets {self.cfg.valid_sets} in {self.manifest_dir}")
-        cuts = CutSet.from_cuts(c for s in subsets for c in self._eval_cuts(s))
+        cuts = CutSet.from_cuts(c for s in subsets for c in self._eval_cuts(s, filtered=True))
         return self._eval_loader(cuts, rank, world_size)
 
     def test_dataloaders(self) -> dict[str, DataLoader]:
@@ -204,7 +207,7 @@ class AsrDataModule:
             if not (self.manifest_dir / f"{PREFIX}{subset}.jsonl.gz").is_file():
                 log.warning("no cuts for test set %s in %s; skipped", subset, self.manifest_dir)
                 continue
-            out[subset] = self._eval_loader(self._eval_cuts(subset))
+            out[subset] = self._eval_loader(self._eval_cuts(subset, filtered=False))
         return out
 
     def test_dataloader_for(self, cuts_or_dir: CutSet | str | Path) -> DataLoader:

@@ -128,3 +128,21 @@ def test_subsampled_frames_fallback_without_the_model(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "asr.models.conformer", None)  # import fails
     assert [subsampled_frames(t) for t in (7, 8, 9, 10, 100)] == [0, 0, 1, 1, 23]  # ((T - 7) // 2 + 1) // 2
+
+
+def test_validation_drops_unscorable_cuts_but_tests_keep_them(module, prepared):
+    import dataclasses
+
+    cuts = load_manifest(prepared / "fbank" / "librispeech_cuts_dev-clean.jsonl.gz").to_eager()
+    bad = cuts[0].with_id("bad")
+    bad.supervisions = [cuts[0].supervisions[0].transform_text(lambda t: t + " 42")]
+    path = prepared / "fbank" / "librispeech_cuts_dev-bad.jsonl.gz"
+    cuts.__class__.from_cuts([bad, *cuts]).to_file(path)
+    try:
+        dm = AsrDataModule(dataclasses.replace(module.cfg, valid_sets=["dev-bad"], test_sets=["dev-bad"]),
+                           module.tokenizer)
+        valid = {i for b in _epoch_ids(dm.valid_dataloader()) for i in b}
+        test = {i for b in _epoch_ids(dm.test_dataloaders()["dev-bad"]) for i in b}
+        assert test == valid | {"bad"} and "bad" not in valid
+    finally:
+        path.unlink()
