@@ -132,7 +132,8 @@ def load_model(
         key = "model_avg" if use_averaged_model else "model"
         if state.get(key) is None:
             raise CheckpointError(f"{checkpoint} holds no {key!r}")
-        state_dict, end, desc = state[key], Path(checkpoint), Path(checkpoint).stem + ("-use-averaged" * use_averaged_model)
+        state_dict, end = state[key], Path(checkpoint)
+        desc = end.stem + ("-use-averaged" if use_averaged_model else "")
         train_config = state.get("config")
     else:
         if not exp_dir.is_dir():

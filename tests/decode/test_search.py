@@ -91,8 +91,11 @@ def test_modified_beam_search_batched_equals_one_at_a_time(tiny_model: TinyTrans
     lens = torch.tensor([7, 12, 1, 9, 12, 0])
     enc = torch.randn(len(lens), 12, 8, dtype=torch.float64)
     batched = modified_beam_search(tiny_model, enc, lens, beam=4)
-    single = [modified_beam_search(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], beam=4) for i, n in enumerate(lens.tolist())]
-    assert batched == [s[0] for s in single]
+    single = [
+        modified_beam_search(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], beam=4)[0]
+        for i, n in enumerate(lens.tolist())
+    ]
+    assert batched == single
     assert batched[-1] == []
     assert any(len(h) > 1 for h in batched)  # the test is not vacuous
 
@@ -103,7 +106,10 @@ def test_greedy_batched_equals_one_at_a_time(tiny_model: TinyTransducer):
     enc = torch.randn(len(lens), 10, 8, dtype=torch.float64)
     for sym in (1, 3):
         batched = greedy_search_batch(tiny_model, enc, lens, max_sym_per_frame=sym)
-        single = [greedy_search_batch(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], sym)[0] for i, n in enumerate(lens.tolist())]
+        single = [
+            greedy_search_batch(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], sym)[0]
+            for i, n in enumerate(lens.tolist())
+        ]
         assert batched == single
 
 
