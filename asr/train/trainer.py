@@ -260,7 +260,13 @@ class Trainer:
         rng_state = self.resume()
         sampler_state = None
         if self.batches_done > 0 and is_lhotse_state(self._epoch_start_sampler):
-            sampler_state = sampler_state_at(self._epoch_start_sampler, self.batches_done)
+            if self._epoch_start_sampler.get("world_size", self.dist.world_size) != self.dist.world_size:
+                log.warning("checkpoint sampler state is for %d ranks, now %d: epoch %d restarts from its first "
+                            "batch (%d batches are seen twice)", self._epoch_start_sampler["world_size"],
+                            self.dist.world_size, self.epoch, self.batches_done)  # fmt: skip
+                self.batches_done = 0
+            else:
+                sampler_state = sampler_state_at(self._epoch_start_sampler, self.batches_done)
         loader = self.make_train_loader(sampler_state)
         sampler = getattr(loader, "sampler", None)
         progress = Progress()

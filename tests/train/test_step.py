@@ -57,7 +57,7 @@ def test_clean_batch_keeps_everything():
     assert res.bad_cut_ids == [] and res.utterances == 4
     assert res.frames == 9 + 6 + 9 + 5
     x, x_lens, y, y_lens, _ = _batch()
-    assert math.isclose(float(res.loss), _expected(model, x, x_lens, y, y_lens, [0, 1, 2, 3]), rel_tol=1e-6)
+    assert math.isclose(float(res.loss.detach()), _expected(model, x, x_lens, y, y_lens, [0, 1, 2, 3]), rel_tol=1e-6)
 
 
 def test_nan_feature_and_impossible_utterance_are_dropped():
@@ -69,7 +69,7 @@ def test_nan_feature_and_impossible_utterance_are_dropped():
     res = _run(model, x, x_lens, y, y_lens, ids)
     assert res.bad_cut_ids == ["b", "d"] and res.utterances == 2 and model.calls == [2]
     assert math.isfinite(float(res.loss))
-    assert math.isclose(float(res.loss), _expected(model, x, x_lens, y, y_lens, [0, 2]), rel_tol=1e-6)
+    assert math.isclose(float(res.loss.detach()), _expected(model, x, x_lens, y, y_lens, [0, 2]), rel_tol=1e-6)
     res.loss.backward()
     assert torch.isfinite(model.w.grad)
 
@@ -103,3 +103,19 @@ def test_zero_loss_reaches_every_parameter_with_zero_gradient():
     assert model.training  # restored after the eval-mode dummy forward
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and bool((g == 0).all()) for g in grads)
+
+
+def test_bf16_autocast_keeps_losses_float32_and_close():
+    from tiny import fixed_batches, make_cuts, tiny_model, to_inputs
+
+    model = tiny_model(dropout=0.0)
+    x, x_lens, y, y_lens, ids = to_inputs(fixed_batches(make_cuts(4), 0, 1)[0])
+    out = {}
+    for amp in ("none", "bf16"):
+        res = compute_batch_loss(
+            model, x, x_lens, y, y_lens, ids, prune_range=3, am_scale=0.0, lm_scale=0.25, simple_scale=0.5,
+            pruned_scale=1.0, frames_fn=subsampled_lengths, device=torch.device("cpu"), amp=amp,
+        )  # fmt: skip
+        assert res.loss.dtype == torch.float32
+        out[amp] = float(res.loss.detach())
+    assert math.isclose(out["bf16"], out["none"], rel_tol=0.05)
