@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from data_fixtures import make_corpus
 from lhotse import load_manifest
 
@@ -17,6 +18,7 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(PREPARE), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # three prepare.sh runs: about 10 s
 def test_prepare_sh_stages(tmp_path):
     corpus = tmp_path / "dl"
     make_corpus(corpus, {"train-clean-100": 6, "test-clean": 2})
