@@ -44,6 +44,8 @@ class DecodeConfig:
     # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint).
     manifest_dir: str = ""
     bpe_model: str = ""
+    # Compute fbank from the audio of the cuts instead of reading precomputed features.
+    on_the_fly_feats: bool = False
     # Seconds of audio per batch; icefall decodes with 600 on a GPU.
     max_duration: float = 300.0
     # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...

@@ -48,3 +48,29 @@ def test_decode_folder(tmp_path: Path, capsys, method: str):
     assert errs.startswith(f"%WER {want.wer:.2f} [ {want.errors} / {want.ref_words},")
     for u in REFS:
         assert f"{u}:\thyp={hyps[u].split()}" in recogs
+
+
+@pytest.mark.slow
+def test_decode_test_set_from_manifest(tmp_path: Path):
+    """test_sets by name: cuts read from <manifest_dir>/librispeech_cuts_<set>.jsonl.gz (features on the fly)."""
+    from asr.data.module import PREFIX, audio_folder_cuts
+
+    exp = make_exp_dir(tmp_path)
+    chapter = tmp_path / "audio" / "19" / "198"
+    chapter.mkdir(parents=True)
+    for i, utt in enumerate(REFS):
+        sf.write(chapter / f"{utt}.flac", tone(1.0 + 0.2 * i, 16000, freq=300.0 + 150 * i)[:, 0], 16000)
+    (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in REFS.items()))
+    manifests = tmp_path / "fbank"
+    manifests.mkdir()
+    audio_folder_cuts(tmp_path / "audio").to_file(manifests / f"{PREFIX}test-mini.jsonl.gz")
+
+    proc = subprocess.run(
+        [sys.executable, str(DECODE), f"exp_dir={exp}", "test_sets=[test-mini,test-absent]", "device=cpu",
+         f"manifest_dir={manifests}", "on_the_fly_feats=true"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recogs = (exp / "greedy" / "recogs-test-mini-greedy.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in recogs[::2]] == sorted(REFS)
+    assert not (exp / "greedy" / "recogs-test-absent-greedy.txt").exists()  # missing set: skipped, logged
