@@ -92,7 +92,6 @@ class Trainer:
         self.counters = {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0}
         self._epoch_start_sampler: dict | None = None
         self.scalars = Scalars(self.exp_dir / "tensorboard" if cfg.tensorboard and dist.is_main else None)
-        self.best_valid: float | None = None
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     def _state(self, epoch_finished: bool) -> dict:
@@ -258,6 +257,12 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Trains to the end (resuming from exp_dir when it holds a checkpoint); returns the last interval's stats."""
         rng_state = self.resume()
+        positions = gather_objects((self.epoch, self.batches_done, self.batch_idx_train), self.dist)
+        if len(set(positions)) > 1:
+            raise RuntimeError(
+                f"ranks resumed from different places (epoch, batch in epoch, batches in all) {positions}: "
+                f"trainer.exp_dir={self.exp_dir} must be on a file system that every node sees"
+            )
         sampler_state = None
         if self.batches_done > 0 and is_lhotse_state(self._epoch_start_sampler):
             if self._epoch_start_sampler.get("world_size", self.dist.world_size) != self.dist.world_size:
