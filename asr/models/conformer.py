@@ -39,6 +39,9 @@ class ConformerConfig:
     cnn_kernel: int = 31
     # Dropout on attention weights, feed-forward hidden units and every residual branch (icefall: 0.1).
     dropout: float = 0.1
+    # Channels of the two subsampling convolutions; 0 means d_model (icefall's Conv2dSubsampling). At 100 frames/s
+    # the second convolution costs about as much as six small Conformer layers: small CPU models use fewer.
+    subsampling_channels: int = 0
 
 
 def subsampled_lengths(x_lens: Tensor) -> Tensor:
@@ -63,23 +66,24 @@ def padding_mask(lens: Tensor, max_len: int) -> Tensor:
 class Conv2dSubsampling(nn.Module):
     """Two Conv2d (kernel 3, stride 2) + ReLU over (time, feature), then a Linear to d_model: T -> T' (about T / 4)."""
 
-    def __init__(self, num_features: int, d_model: int) -> None:
+    def __init__(self, num_features: int, d_model: int, channels: int = 0) -> None:
         super().__init__()
         k, s = _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE
+        channels = channels or d_model
         self.conv = nn.Sequential(
-            nn.Conv2d(1, d_model, kernel_size=k, stride=s),
+            nn.Conv2d(1, channels, kernel_size=k, stride=s),
             nn.ReLU(),
-            nn.Conv2d(d_model, d_model, kernel_size=k, stride=s),
+            nn.Conv2d(channels, channels, kernel_size=k, stride=s),
             nn.ReLU(),
         )
         sub_features = ((num_features - 1) // 2 - 1) // 2
         if sub_features < 1:
             raise ValueError(f"num_features={num_features} is too small for subsampling by 4 (need >= 7)")
-        self.out = nn.Linear(d_model * sub_features, d_model)
+        self.out = nn.Linear(channels * sub_features, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, F) -> (B, T', D)."""
-        x = self.conv(x.unsqueeze(1))  # (B, D, T', F')
+        x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         b, c, t, f = x.shape
         return self.out(x.transpose(1, 2).reshape(b, t, c * f))  # (B, T', D)
 
@@ -265,11 +269,12 @@ class Conformer(nn.Module):
         num_layers: int,
         cnn_kernel: int,
         dropout: float,
+        subsampling_channels: int = 0,
     ) -> None:
         super().__init__()
         self.num_features = num_features
         self.d_model = d_model
-        self.subsampling = Conv2dSubsampling(num_features, d_model)
+        self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels)
         self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
@@ -285,6 +290,7 @@ class Conformer(nn.Module):
             num_layers=cfg.num_layers,
             cnn_kernel=cfg.cnn_kernel,
             dropout=cfg.dropout,
+            subsampling_channels=cfg.subsampling_channels,
         )
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
