@@ -55,14 +55,40 @@ def test_train_entry_point_writes_exp_dir_and_resumes(prepared, tmp_path, python
     cfg = yaml.safe_load((exp / "config.yaml").read_text())
     assert cfg["model"]["encoder"]["d_model"] == 16 and cfg["optim"]["model_size"] == 16  # resolved interpolation
     assert (exp / "checkpoint-2.pt").is_file() and list((exp / "log").glob("log-train-*.txt"))
-    assert list((exp / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(exp / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/simple_loss", "train/pruned_loss", "train/lr", "train/grad_norm",
+            "train/frames_per_s"} <= tags, tags  # fmt: skip
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2]
     assert not list(tmp_path.glob("outputs")) and not list(tmp_path.glob(".hydra"))  # no Hydra run dirs
 
     second = _train(prepared, exp, python_exe)  # the same command without the step limit: finishes the epoch
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "resumed from" in second.stdout and "checkpoint-2.pt" in second.stdout
+    events = EventAccumulator(str(exp / "tensorboard"))
+    events.Reload()
+    assert "valid/loss" in events.Tags()["scalars"]  # validation at the epoch end
     state = torch.load(exp / "epoch-1.pt", weights_only=False)
     assert state["epoch"] == 1 and state["batch_idx_train"] > 2 and state["sampler"]["epoch_finished"]
     assert set(state) >= {"model", "model_avg", "optimizer", "scheduler", "grad_scaler", "sampler", "rng",
                           "epoch", "batch_idx_train", "config"}  # fmt: skip
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_entry_point_resume_is_bit_identical_with_spec_augment(prepared, tmp_path, python_exe):
+    """Through the real data module (SpecAugment on, num_workers=0): stopping after 3 and 5 batches and re-running
+    gives the weights of an uninterrupted run, bit for bit."""
+    common = ("trainer.num_epochs=2", "data.spec_aug=true")
+    ref = _train(prepared, tmp_path / "ref", python_exe, *common)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    exp = tmp_path / "stopped"
+    for extra in (("trainer.max_steps=3",), ("trainer.max_steps=5",), ()):
+        out = _train(prepared, exp, python_exe, *common, *extra)
+        assert out.returncode == 0, out.stderr[-3000:]
+    a, b = (torch.load(d / "epoch-2.pt", weights_only=False) for d in (tmp_path / "ref", exp))
+    assert a["batch_idx_train"] == b["batch_idx_train"] > 5
+    assert all(torch.equal(t, b["model"][k]) for k, t in a["model"].items())
