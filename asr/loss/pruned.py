@@ -81,6 +81,23 @@ def get_rnnt_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor | N
     return s_begin.unsqueeze(2) + torch.arange(s_range, device=px_grad.device)  # (B, T, S)
 
 
+class _PickRows(torch.autograd.Function):
+    """out = x[rows] on a 2-D x; the backward sums the gradient rows back with index_add_ (an accumulating
+    index_put, what autograd would use, is several times slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rows: Tensor):
+        ctx.save_for_backward(rows)
+        ctx.n = x.shape[0]
+        return x.index_select(0, rows.reshape(-1)).view(*rows.shape, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (rows,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.n, grad.shape[-1])
+        return out.index_add_(0, rows.reshape(-1), grad.reshape(-1, grad.shape[-1])), None
+
+
 def do_rnnt_pruning(am: Tensor, lm: Tensor, ranges: Tensor) -> tuple[Tensor, Tensor]:
     """Picks the lm rows of each frame's window and broadcasts am to the same shape.
 
@@ -100,7 +117,7 @@ def do_rnnt_pruning(am: Tensor, lm: Tensor, ranges: Tensor) -> tuple[Tensor, Ten
     U1, D = lm.shape[1], lm.shape[2]
     am_pruned = am.unsqueeze(2).expand(B, T, S, D)  # (B, T, S, D)
     rows = ranges + (torch.arange(B, device=ranges.device) * U1).view(B, 1, 1)  # (B, T, S)
-    lm_pruned = lm.reshape(B * U1, D)[rows]  # (B, T, S, D)
+    lm_pruned = _PickRows.apply(lm.reshape(B * U1, D), rows)  # (B, T, S, D)
     return am_pruned, lm_pruned
 
 
