@@ -9,7 +9,6 @@ import warnings
 import torch
 from torch import Tensor
 
-from asr.loss.banded import banded_recursion
 from asr.loss.mutual_information import check_boundary, compute_dtype
 from asr.loss.rnnt import (
     REDUCTIONS,
@@ -231,20 +230,13 @@ def rnnt_loss_pruned(
         boundary: (B, 4) int64 rows [0, 0, U_b, T_b], or None.
         rnnt_type: "regular" | "modified" | "constrained"; delay_penalty: k2's (0 disables).
         reduction: "none" | "mean" | "sum".
-        return_grad: also return the dense occupations (px_grad, py_grad) (slower: uses the dense recursion).
+        return_grad: also return the occupations (px_grad (B, U, T + 1), py_grad (B, U + 1, T)).
     Returns:
         loss: (B,) with reduction="none", else a scalar; with return_grad, (loss, (px_grad, py_grad)).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction should be one of {REDUCTIONS}, got {reduction!r}")
     logits = logits.to(compute_dtype(logits.dtype))
-    if rnnt_type == "regular" and delay_penalty == 0.0 and not return_grad:
-        _check_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
-        B, T, S, V = logits.shape
-        boundary = check_boundary(boundary, B, symbols.shape[1], T, logits.device)
-        px_win, py_win = _window_logprobs(logits, symbols, ranges, termination_symbol)
-        scores = banded_recursion(px_win, py_win, ranges[:, :, 0], boundary, symbols.shape[1])
-        return reduce_loss(scores, reduction)
     px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
     px = add_delay_penalty(px, boundary, rnnt_type, delay_penalty)
     out = mutual_information_recursion(px, py, boundary=boundary, return_grad=return_grad)

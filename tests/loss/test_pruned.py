@@ -188,3 +188,31 @@ def test_gradcheck_pruned_loss_float64():
     boundary = torch.tensor([[0, 0, U, T], [0, 0, 2, 3]])
     f = lambda x: rnnt_loss_pruned(x, symbols, ranges, 0, boundary, reduction="none")  # noqa: E731
     assert torch.autograd.gradcheck(f, (logits,))
+
+
+def test_do_rnnt_pruning_picks_window_rows_and_sums_their_grads():
+    gen = torch.Generator().manual_seed(29)
+    B, T, U, D = 2, 5, 4, 3
+    ranges = torch.tensor([[0, 0, 1, 2, 3], [0, 1, 1, 1, 3]]).unsqueeze(2) + torch.arange(2)  # (B, T, 2)
+    am = torch.randn(B, T, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    lm = torch.randn(B, U + 1, D, generator=gen, dtype=torch.float64, requires_grad=True)
+    am_pruned, lm_pruned = do_rnnt_pruning(am, lm, ranges)
+    for b in range(B):
+        for t in range(T):
+            for s in range(2):
+                assert torch.equal(lm_pruned[b, t, s], lm[b, ranges[b, t, s]])
+                assert torch.equal(am_pruned[b, t, s], am[b, t])
+    assert torch.autograd.gradcheck(lambda a, l: sum(x.sum() * 0 + (x ** 2).sum() for x in do_rnnt_pruning(a, l, ranges)),
+                                    (am, lm))
+
+
+def test_pruned_loss_half_inputs_are_computed_in_float32():
+    gen = torch.Generator().manual_seed(30)
+    symbols = torch.randint(1, 5, (2, 3), generator=gen)
+    ranges = torch.tensor([[0, 1, 1, 2], [0, 0, 1, 2]]).unsqueeze(2) + torch.arange(2)
+    logits = torch.randn(2, 4, 2, 5, generator=gen).half().requires_grad_()
+    loss = rnnt_loss_pruned(logits, symbols, ranges, 0)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, rnnt_loss_pruned(logits.detach().float(), symbols, ranges, 0))
+    loss.backward()
+    assert logits.grad.dtype == torch.float16 and torch.isfinite(logits.grad).all()
