@@ -7,7 +7,9 @@ Each path runs in its own subprocess (so peak RSS is its own): forward + backwar
   (b) torch:     smoothed simple loss (lm_only_scale 0.25, am_only_scale 0) + prune ranges (s_range) + pruning +
                  joiner on (B, T, S) + pruned loss, with asr.loss's PyTorch backend;
   (c) fast_rnnt: the same pruned path with asr.loss.set_backend("fast_rnnt").
-Prints the median wall time of --runs runs (after --warmup), peak RSS, and the ratios a/b and b/c.
+The paths take turns for --rounds rounds (a fresh process each time, so that load from other programs hits them
+alike); each process times --runs steps after --warmup. Prints the median and the minimum over all timed steps,
+peak RSS, and peak RSS above the RSS reached after set-up (torch itself takes ~0.5 GB here), and the ratios.
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ def run_one(args: argparse.Namespace) -> dict:
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(path=args.path, median_s=statistics.median(times), min_s=min(times), peak_rss_mb=peak,
-                rss_before_mb=rss_before, loss=value, threads=torch.get_num_threads())
+    return dict(path=args.path, times=times, peak_rss_mb=peak, rss_before_mb=rss_before, loss=value,
+                threads=torch.get_num_threads())
 
 
 def main() -> None:
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--lm-only-scale", type=float, default=0.25)
     parser.add_argument("--am-only-scale", type=float, default=0.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)  # internal: run one path, print JSON
@@ -100,29 +103,41 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
     root = Path(__file__).resolve().parent.parent
-    forwarded = [a for a in sys.argv[1:] if not a.startswith("--paths")]
-    results = {}
-    for path in args.paths.split(","):
-        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *forwarded, "--path", path],
-                             capture_output=True, text=True, cwd=root)
-        if out.returncode != 0:
-            print(f"{path}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results[path] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"B={args.B} T={args.T} U={args.U} V={args.V} dim={args.dim} s_range={args.s_range} "
-          f"runs={args.runs} (median of runs after {args.warmup} warm-up), forward + backward")
-    print(f"{'path':<34}{'median s':>10}{'min s':>10}{'peak RSS MB':>13}{'loss':>14}")
+    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                 if k not in ("paths", "rounds", "path") and v is not None]
+    results: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        for path in args.paths.split(","):
+            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *forwarded, "--path", path],
+                                 capture_output=True, text=True, cwd=root)
+            if out.returncode != 0:
+                print(f"{path}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            agg = results.setdefault(path, dict(times=[], peak=0.0, extra=0.0, loss=r["loss"], threads=r["threads"]))
+            agg["times"] += r["times"]
+            agg["peak"] = max(agg["peak"], r["peak_rss_mb"])
+            agg["extra"] = max(agg["extra"], r["peak_rss_mb"] - r["rss_before_mb"])
+    for agg in results.values():
+        agg["median"], agg["min"] = statistics.median(agg["times"]), min(agg["times"])
+    print(f"B={args.B} T={args.T} U={args.U} V={args.V} dim={args.dim} s_range={args.s_range}, forward + backward, "
+          f"{args.rounds} rounds x {args.runs} runs (after {args.warmup} warm-up) per path, "
+          f"{next(iter(results.values()))['threads'] if results else '?'} threads")
+    print(f"{'path':<32}{'median s':>10}{'min s':>9}{'peak RSS MB':>13}{'above set-up MB':>17}{'loss':>11}")
     names = {"full": "(a) full: joiner + torchaudio", "torch": "(b) pruned, asr.loss torch",
              "fast_rnnt": "(c) pruned, fast_rnnt backend"}
     for path, r in results.items():
-        print(f"{names[path]:<34}{r['median_s']:>10.4f}{r['min_s']:>10.4f}{r['peak_rss_mb']:>13.0f}{r['loss']:>14.2f}")
+        print(f"{names[path]:<32}{r['median']:>10.3f}{r['min']:>9.3f}{r['peak']:>13.0f}{r['extra']:>17.0f}"
+              f"{r['loss']:>11.1f}")
     if "full" in results and "torch" in results:
         a, b = results["full"], results["torch"]
-        print(f"a/b: {a['median_s'] / b['median_s']:.1f}x faster, peak RSS b/a = {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}")
+        print(f"a/b time: {a['median'] / b['median']:.1f}x (median), {a['min'] / b['min']:.1f}x (min); "
+              f"b/a peak RSS: {b['peak'] / a['peak']:.2f}, above set-up: {b['extra'] / a['extra']:.2f}")
     if "torch" in results and "fast_rnnt" in results:
         b, c = results["torch"], results["fast_rnnt"]
-        print(f"b/c: time {b['median_s'] / c['median_s']:.2f} (<= 1 means ours is no slower), "
-              f"peak RSS {b['peak_rss_mb'] / c['peak_rss_mb']:.2f}")
+        print(f"b/c time: {b['median'] / c['median']:.2f} (median), {b['min'] / c['min']:.2f} (min) "
+              f"(<= 1: ours no slower); b/c peak RSS: {b['peak'] / c['peak']:.2f}, "
+              f"above set-up: {b['extra'] / c['extra']:.2f}")
 
 
 if __name__ == "__main__":
