@@ -41,7 +41,6 @@ def data_config(cfg: DecodeConfig, train_config: dict) -> DataConfig:
         data.test_sets = list(cfg.test_sets)
     data.max_duration = cfg.max_duration
     data.on_the_fly_feats = data.on_the_fly_feats or cfg.on_the_fly_feats
-    data.num_workers = min(data.num_workers, 2)
     return OmegaConf.to_object(data)
 
 
