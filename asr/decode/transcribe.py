@@ -39,7 +39,7 @@ class AudioError(Exception):
 def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples of an audio file, resampled to `sample_rate`. Raises AudioError."""
     if not path.is_file():
-        raise AudioError("no such file")
+        raise AudioError("no such file" if not path.exists() else "not a file")
     try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
     except Exception as e:  # libsndfile's errors: unknown format, truncated file, ...
