@@ -120,7 +120,10 @@ def do_rnnt_pruning(am: Tensor, lm: Tensor, ranges: Tensor) -> tuple[Tensor, Ten
     return am_pruned, lm_pruned
 
 
-def _check_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_symbol: int, boundary, rnnt_type):
+def _check_pruned(
+    logits: Tensor, symbols: Tensor, ranges: Tensor, termination_symbol: int, boundary, rnnt_type
+) -> Tensor:
+    """Validates the pruned loss's inputs; returns the symbols with padding replaced by the blank."""
     if logits.ndim != 4:
         raise ValueError(f"logits must be (B, T, S, V), got {tuple(logits.shape)}")
     B, T, S, V = logits.shape
@@ -130,13 +133,14 @@ def _check_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_s
         raise ValueError(f"symbols must be (B, U), got {tuple(symbols.shape)}")
     U = symbols.shape[1]
     check_rnnt_type(rnnt_type)
-    check_symbols(symbols, B, U, V, termination_symbol)
     check_lengths(U, T, rnnt_type, boundary)
+    symbols = check_symbols(symbols, B, U, V, termination_symbol, boundary)
     start = ranges[:, :, :1]
     if bool((start < 0).any() or (start > U + 1 - S).any()) or not torch.equal(
         ranges - start, torch.arange(S, device=ranges.device).expand_as(ranges)
     ):
         raise ValueError(f"ranges rows must be consecutive label indexes within [0, {U}] (see get_rnnt_prune_ranges)")
+    return symbols
 
 
 class WindowLogProbs(torch.autograd.Function):
@@ -194,7 +198,7 @@ def get_rnnt_logprobs_pruned(
     Returns:
         px (B, U, T + 1) (regular) or (B, U, T); py (B, U + 1, T).
     """
-    _check_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
+    symbols = _check_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
     B, T, S, V = logits.shape
     U = symbols.shape[1]
     px_win, py_win = _window_logprobs(logits, symbols, ranges, termination_symbol)

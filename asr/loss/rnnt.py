@@ -32,13 +32,25 @@ def check_lengths(U: int, T: int, rnnt_type: str, boundary: Tensor | None) -> No
         raise ValueError(f"rnnt_type={rnnt_type!r} requires T >= U for every sequence, got boundary {boundary.tolist()}")
 
 
-def check_symbols(symbols: Tensor, B: int, U: int, V: int, termination_symbol: int) -> None:
+def check_symbols(
+    symbols: Tensor, B: int, U: int, V: int, termination_symbol: int, boundary: Tensor | None
+) -> Tensor:
+    """Validates (B, U) labels; padding past each item's U_b may hold anything and is replaced by the blank."""
     if symbols.shape != (B, U) or symbols.dtype != torch.int64:
         raise ValueError(f"symbols must be int64 of shape ({B}, {U}), got {symbols.dtype} {tuple(symbols.shape)}")
     if not 0 <= termination_symbol < V:
         raise ValueError(f"termination_symbol must be in [0, {V}), got {termination_symbol}")
-    if symbols.numel() and bool(((symbols < 0) | (symbols >= V)).any()):
-        raise ValueError(f"symbols must be in [0, {V})")
+    if symbols.numel() == 0:
+        return symbols
+    bad = (symbols < 0) | (symbols >= V)
+    if boundary is not None:
+        padding = torch.arange(U, device=symbols.device).view(1, U) >= boundary[:, 2:3].to(symbols.device)
+        if bool(bad.any()):
+            symbols = symbols.masked_fill(padding, termination_symbol)
+        bad = bad & ~padding
+    if bool(bad.any()):
+        raise ValueError(f"symbols must be in [0, {V}) (up to each sequence's length)")
+    return symbols
 
 
 def reduce_loss(negated: Tensor, reduction: str) -> Tensor:
@@ -100,14 +112,16 @@ def _label_and_blank_terms(lm: Tensor, am: Tensor, symbols: Tensor, termination_
     return am_max, lm_max, am_probs, lm_probs, px_am, px_lm, py_am, py_lm
 
 
-def _check_simple_inputs(lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int, rnnt_type: str, boundary):
+def _check_simple_inputs(
+    lm: Tensor, am: Tensor, symbols: Tensor, termination_symbol: int, rnnt_type: str, boundary
+) -> Tensor:
     if lm.ndim != 3 or am.ndim != 3 or lm.shape[0] != am.shape[0] or lm.shape[2] != am.shape[2]:
         raise ValueError(f"lm (B, U + 1, V) and am (B, T, V) disagree: {tuple(lm.shape)}, {tuple(am.shape)}")
     B, T, V = am.shape
     U = lm.shape[1] - 1
     check_rnnt_type(rnnt_type)
-    check_symbols(symbols, B, U, V, termination_symbol)
     check_lengths(U, T, rnnt_type, boundary)
+    return check_symbols(symbols, B, U, V, termination_symbol, boundary)
 
 
 def _finish(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> tuple[Tensor, Tensor]:
@@ -138,7 +152,7 @@ def get_rnnt_logprobs(
     Returns:
         px (B, U, T + 1) (regular) or (B, U, T) log-probs of label arcs; py (B, U + 1, T) log-probs of blank arcs.
     """
-    _check_simple_inputs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
+    symbols = _check_simple_inputs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
     T = am.shape[1]
     am_max, lm_max, am_probs, lm_probs, px_am, px_lm, py_am, py_lm = _label_and_blank_terms(
         lm, am, symbols, termination_symbol, rnnt_type
@@ -170,7 +184,7 @@ def get_rnnt_logprobs_smoothed(
     Returns:
         px (B, U, T + 1) or (B, U, T); py (B, U + 1, T).
     """
-    _check_simple_inputs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
+    symbols = _check_simple_inputs(lm, am, symbols, termination_symbol, rnnt_type, boundary)
     B, T, V = am.shape
     U = lm.shape[1] - 1
     am_max, lm_max, am_probs, lm_probs, px_am, px_lm, py_am, py_lm = _label_and_blank_terms(
@@ -219,8 +233,8 @@ def get_rnnt_logprobs_joint(
     B, T, U1, V = logits.shape
     U = U1 - 1
     check_rnnt_type(rnnt_type)
-    check_symbols(symbols, B, U, V, termination_symbol)
     check_lengths(U, T, rnnt_type, boundary)
+    symbols = check_symbols(symbols, B, U, V, termination_symbol, boundary)
     normalizers = torch.logsumexp(logits, dim=3).transpose(1, 2)  # (B, U + 1, T)
     px = torch.gather(logits[:, :, :U], 3, symbols.view(B, 1, U, 1).expand(B, T, U, 1)).squeeze(3)  # (B, T, U)
     px = px.transpose(1, 2)  # (B, U, T)

@@ -43,11 +43,11 @@ def compare_loss_and_grads(ours, theirs, inputs, dtype, kwargs):
 @pytest.mark.oracle
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified", "constrained"])
 def test_simple_and_smoothed_match_fast_rnnt(fast_rnnt, dtype, shape, rnnt_type):
-    modified = rnnt_type == "modified"
+    modified = rnnt_type != "regular"
     if modified and shape[1] < shape[2]:
-        pytest.skip("the modified transducer needs T >= U")
+        pytest.skip("the modified and constrained transducers need T >= U")
     lm, am, symbols, boundary, _ = make_inputs(shape, dtype, seed=11, modified=modified)
     for bd in (None, boundary):
         kw = dict(symbols=symbols, termination_symbol=0, boundary=bd, rnnt_type=rnnt_type)
@@ -185,3 +185,15 @@ def test_bad_input_raises_clear_errors():
         rnnt_loss_simple(lm, am, symbols, 6)
     with pytest.raises(ValueError, match="disagree"):
         rnnt_loss_simple(lm, am[:, :, :4], symbols, 0)
+
+
+def test_padding_past_each_length_may_hold_anything():
+    lm, am, symbols, boundary, _ = make_inputs((3, 6, 4, 5), torch.float64, seed=20)
+    boundary[1, 2] = 2
+    padded = symbols.clone()
+    padded[1, 2:] = -1  # e.g. a data loader's pad value
+    torch.testing.assert_close(rnnt_loss_simple(lm, am, padded, 0, boundary=boundary, reduction="none"),
+                               rnnt_loss_simple(lm, am, symbols, 0, boundary=boundary, reduction="none"))
+    padded[1, 1] = -1  # inside the sequence: an error
+    with pytest.raises(ValueError, match="symbols"):
+        rnnt_loss_simple(lm, am, padded, 0, boundary=boundary)
