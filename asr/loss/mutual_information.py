@@ -10,15 +10,18 @@ For each batch item the recursion fills a lattice p of shape (U + 1, T + 1)::
 when a boundary row [u_begin, t_begin, u_end, t_end] is given.
 
 How it is computed: cells on one anti-diagonal d = u + t depend only on the one or two diagonals before, so the
-lattice is swept one diagonal at a time over physically skewed buffers of shape (D, U + 2, B), D = U + T + 1, with
+lattice is swept one diagonal at a time over physically skewed buffers of shape (D, U + 1, B), D = U + T + 1, with
 the batch innermost: both predecessors of a diagonal are then contiguous slices of earlier rows, and a diagonal
-costs three vectorised ops whatever B and U are. The skew is one strided copy (no index maps). The backward pass
-computes beta with the same sweep run from the last diagonal down; items of different lengths get their start
-(alpha) and end (beta) cells set to 0 when the sweep reaches their diagonal, and cells outside an item's box stay
-at -inf by themselves. -inf is replaced by a large finite negative number inside the sweeps (no NaN from
--inf - -inf) and mapped back to -inf for unreachable end cells. The autograd graph never holds the T steps: a custom
-autograd Function computes the occupation probabilities (the gradients of p[end] with respect to px and py) in
-closed form from alpha and beta, on the skewed buffers, and un-skews them with one strided copy.
+costs three vectorised ops (two adds and a logaddexp) whatever B and U are. The skew is one strided copy.
+-inf is replaced by a large finite negative number inside the sweeps (no NaN from -inf - -inf) and mapped back to
+-inf for unreachable end cells.
+
+The autograd graph never holds the T steps: a custom autograd Function computes the occupation probabilities (the
+gradients of p[end] with respect to px and py) itself. Each arc's share of its target cell's alpha lies in [0, 1],
+so occupations are swept from the end cells down in the linear domain (two ops per diagonal), then multiplied by
+the shares in one vectorised step and un-skewed with one strided copy. Items of different lengths (and starts)
+get their start (alpha = 0) and end (occupation = 1) cells set when a sweep reaches their diagonal; cells outside
+an item's box get no mass by themselves.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-# The sweeps themselves run in float64 whatever the input: on CPU float64 logaddexp is vectorised and about 5x
-# faster than float32's (measured with torch 2.14), the buffers are small, and the sums get more accurate.
-SWEEP_DTYPE = torch.float64
+def sweep_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """On CPU the sweeps run in float64 whatever the input: there float64 logaddexp is vectorised and about 5x
+    faster than float32's (torch 2.14), the buffers are small, and the sums get more accurate."""
+    return torch.float64 if device.type == "cpu" else compute_dtype(dtype)
 
 
 def _full_boundary(B: int, U: int, T: int, device: torch.device) -> Tensor:
@@ -254,8 +258,9 @@ def mutual_information_recursion(
     boundary = check_boundary(boundary, B, U, T, px.device)
     full = full or not bool(boundary[:, :2].any())  # every item starts at (0, 0)
     in_dtype = px.dtype
-    pxw = px.to(SWEEP_DTYPE).clamp(min=NEG).contiguous()
-    pyw = py.to(SWEEP_DTYPE).clamp(min=NEG).contiguous()
+    work = sweep_dtype(in_dtype, px.device)
+    pxw = px.to(work).clamp(min=NEG)
+    pyw = py.to(work).clamp(min=NEG)
     grads_out: list | None = [] if return_grad else None
     scores = MutualInformationFunction.apply(pxw, pyw, boundary, modified, full, grads_out).to(compute_dtype(in_dtype))
     if return_grad:

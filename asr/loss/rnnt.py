@@ -74,7 +74,7 @@ def fix_for_boundary(px: Tensor, boundary: Tensor | None) -> Tensor:
     if boundary is None:
         return px
     B, U, T1 = px.shape
-    return px.scatter_(2, boundary[:, 3].view(B, 1, 1).expand(B, U, 1), float("-inf"))
+    return px.scatter_(2, boundary[:, 3].to(px.device).view(B, 1, 1).expand(B, U, 1), float("-inf"))
 
 
 def add_delay_penalty(px: Tensor, boundary: Tensor | None, rnnt_type: str, delay_penalty: float) -> Tensor:
@@ -90,7 +90,7 @@ def add_delay_penalty(px: Tensor, boundary: Tensor | None, rnnt_type: str, delay
     if boundary is None:
         offset = torch.full((B,), (T - 1) / 2, dtype=px.dtype, device=px.device)
     else:
-        offset = (boundary[:, 3] - 1).to(px.dtype) / 2
+        offset = (boundary[:, 3].to(px.device) - 1).to(px.dtype) / 2
     penalty = offset.view(B, 1, 1) - torch.arange(T0, device=px.device, dtype=px.dtype).view(1, 1, T0)
     return px + penalty * delay_penalty
 
