@@ -51,27 +51,31 @@ def _full_boundary(B: int, U: int, T: int, device: torch.device) -> Tensor:
     return torch.tensor([0, 0, U, T], dtype=torch.int64, device=device).expand(B, 4)
 
 
-def _skew(x: Tensor, D: int, shift: int, first_row: int) -> Tensor:
-    """Skews rows: out[d, u, b] = x[b, u - first_row, d - u - shift], NEG where that entry does not exist.
+def _skew(x: Tensor, D: int, shift: int, first_row: int, dtype: torch.dtype) -> Tensor:
+    """Skews rows: out[d, u, b] = x[b, u - first_row, d - u - shift], NEG where that entry does not exist or is
+    below NEG (-inf).
 
     Args:
         x: (B, R, C), placed at rows first_row .. first_row + R - 1 of the output; D - shift >= C.
+        dtype: of the output (the copy converts).
     Returns:
         (D, R + first_row, B) contiguous.
     """
     B, R, C = x.shape
     U1 = R + first_row
-    out = x.new_full((D, U1, B), NEG)
+    out = torch.full((D, U1, B), NEG, dtype=dtype, device=x.device)
     # out[u + c + shift, u + first_row] for u < R, c < C, as one strided view
     view = out.as_strided((R, C, B), ((U1 + 1) * B, U1 * B, 1), (shift * U1 + first_row * (U1 + 1)) * B)
     view.copy_(x.permute(1, 2, 0))
-    return out
+    return out.clamp_(min=NEG)
 
 
-def _unskew(g: Tensor, rows: int, cols: int, d0: int, u0: int) -> Tensor:
-    """Reads a skewed (D, W, B) buffer back: out[b, r, c] = g[r + c + d0, r + u0, b] -> (B, rows, cols)."""
+def _unskew(g: Tensor, rows: int, cols: int, d0: int, u0: int, dtype: torch.dtype) -> Tensor:
+    """Reads a skewed (D, W, B) buffer back: out[b, r, c] = g[r + c + d0, r + u0, b] -> (B, rows, cols) of dtype."""
     _, W, B = g.shape
-    return g.as_strided((rows, cols, B), ((W + 1) * B, W * B, 1), (d0 * W + u0) * B).permute(2, 0, 1).contiguous()
+    out = torch.empty((B, rows, cols), dtype=dtype, device=g.device)
+    out.permute(1, 2, 0).copy_(g.as_strided((rows, cols, B), ((W + 1) * B, W * B, 1), (d0 * W + u0) * B))
+    return out
 
 
 def _injections(boundary: Tensor, which: str) -> dict[int, tuple[Tensor, Tensor]]:
@@ -153,8 +157,9 @@ def _forward(px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: boo
     B, U, _ = px.shape
     T = py.shape[2]
     D = U + T + 1
-    PX = _skew(px, D, 1 if modified else 0, first_row=1)  # (D, U + 1, B): column 0 is NEG (no row u = -1)
-    PY = _skew(py, D, 1, first_row=0)  # (D, U + 1, B)
+    work = sweep_dtype(px.dtype, px.device)
+    PX = _skew(px, D, 1 if modified else 0, 1, work)  # (D, U + 1, B): column 0 is NEG (no row u = -1)
+    PY = _skew(py, D, 1, 0, work)  # (D, U + 1, B)
     arange = torch.arange(B, device=px.device)
     begin = {0: (torch.zeros_like(arange), arange)} if full else _injections(boundary, "begin")
     A = _sweep_forward(PX, PY, modified, begin)
@@ -163,8 +168,10 @@ def _forward(px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: boo
     return scores, A, PX, PY
 
 
-def _occupation(A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Tensor, modified: bool, scores: Tensor):
-    """d scores / d px (B, U, T + 1 or T) and d scores / d py (B, U + 1, T); 0 for items with no path.
+def _occupation(
+    A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Tensor, modified: bool, scores: Tensor, dtype
+) -> tuple[Tensor, Tensor]:
+    """d scores / d px (B, U, T + 1 or T) and d scores / d py (B, U + 1, T) of dtype; 0 for items with no path.
 
     The occupation of an arc is that of its target cell times the arc's share of the target's alpha; those
     shares lie in [0, 1] (exponents clamped at 0 against rounding), so the sweep runs in the linear domain.
@@ -177,14 +184,18 @@ def _occupation(A: Tensor, PX: Tensor, PY: Tensor, U: int, T: int, boundary: Ten
         R[0] = 0.0
         R[D] = 0.0
         R[:, U1] = 0.0
-    torch.exp((A[2 - step : D + 1 - step, :U1] + PX[1:] - target[:, 1:]).clamp_(max=0.0), out=Rx[1:D, :U1])
-    torch.exp((A[1:D, 1:] + PY[1:] - target[:, 1:]).clamp_(max=0.0), out=Ry[1:D, :U1])
-    G = _sweep_backward(Rx, Ry, modified, _injections(boundary, "end"))
-    ok = (scores > NEG_THRESHOLD).to(PX.dtype)
-    Ox = Rx.mul_(G).mul_(ok)  # occupation of the label arc into (u, d - u)
-    Oy = Ry.mul_(G).mul_(ok)  # of the blank arc into (u, d - u)
-    px_grad = _unskew(Ox, U, T if modified else T + 1, d0=step, u0=1)  # arc (u, t) -> (u + 1, t [+ 1])
-    py_grad = _unskew(Oy, U + 1, T, d0=1, u0=0)  # arc (u, t) -> (u, t + 1)
+    tmp = torch.sub(A[2 - step : D + 1 - step, :U1], target[:, 1:])
+    torch.exp(tmp.add_(PX[1:]).clamp_(max=0.0), out=Rx[1:D, :U1])
+    torch.sub(A[1:D, 1:], target[:, 1:], out=tmp)
+    torch.exp(tmp.add_(PY[1:]).clamp_(max=0.0), out=Ry[1:D, :U1])
+    # items with no path get no occupation at all: their end cells are not seeded
+    ok = scores > NEG_THRESHOLD
+    ends = {d: (u[ok[b]], b[ok[b]]) for d, (u, b) in _injections(boundary, "end").items()}
+    G = _sweep_backward(Rx, Ry, modified, ends)
+    Ox = Rx.mul_(G)  # occupation of the label arc into (u, d - u)
+    Oy = Ry.mul_(G)  # of the blank arc into (u, d - u)
+    px_grad = _unskew(Ox, U, T if modified else T + 1, step, 1, dtype)  # arc (u, t) -> (u + 1, t [+ 1])
+    py_grad = _unskew(Oy, U + 1, T, 1, 0, dtype)  # arc (u, t) -> (u, t + 1)
     return px_grad, py_grad
 
 
@@ -195,16 +206,16 @@ class MutualInformationFunction(torch.autograd.Function):
     def forward(ctx, px: Tensor, py: Tensor, boundary: Tensor, modified: bool, full: bool, grads_out: list | None):
         U, T = px.shape[1], py.shape[2]
         scores, A, PX, PY = _forward(px, py, boundary, modified, full)
-        ctx.shape = (U, T, modified)
+        ctx.shape = (U, T, modified, px.dtype)
         if grads_out is not None:  # return_grad: the caller wants the occupations now
-            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores)
+            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores, px.dtype)
             grads_out[:] = [px_grad, py_grad]
             ctx.save_for_backward(px_grad, py_grad)
             ctx.precomputed = True
         else:
             ctx.save_for_backward(A, PX, PY, boundary, scores)
             ctx.precomputed = False
-        return scores.masked_fill(scores <= NEG_THRESHOLD, float("-inf"))
+        return scores.masked_fill(scores <= NEG_THRESHOLD, float("-inf")).to(compute_dtype(px.dtype))
 
     @staticmethod
     def backward(ctx, ans_grad: Tensor):
@@ -212,9 +223,9 @@ class MutualInformationFunction(torch.autograd.Function):
             px_grad, py_grad = ctx.saved_tensors
         else:
             A, PX, PY, boundary, scores = ctx.saved_tensors
-            U, T, modified = ctx.shape
-            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores)
-        g = ans_grad.view(-1, 1, 1)
+            U, T, modified, dtype = ctx.shape
+            px_grad, py_grad = _occupation(A, PX, PY, U, T, boundary, modified, scores, dtype)
+        g = ans_grad.view(-1, 1, 1).to(px_grad.dtype)
         return px_grad * g, py_grad * g, None, None, None, None
 
 
@@ -257,13 +268,6 @@ def mutual_information_recursion(
     full = boundary is None
     boundary = check_boundary(boundary, B, U, T, px.device)
     full = full or not bool(boundary[:, :2].any())  # every item starts at (0, 0)
-    in_dtype = px.dtype
-    work = sweep_dtype(in_dtype, px.device)
-    pxw = px.to(work).clamp(min=NEG)
-    pyw = py.to(work).clamp(min=NEG)
     grads_out: list | None = [] if return_grad else None
-    scores = MutualInformationFunction.apply(pxw, pyw, boundary, modified, full, grads_out).to(compute_dtype(in_dtype))
-    if return_grad:
-        px_grad, py_grad = grads_out
-        return scores, (px_grad.to(in_dtype), py_grad.to(in_dtype))
-    return scores
+    scores = MutualInformationFunction.apply(px, py, boundary, modified, full, grads_out)
+    return (scores, tuple(grads_out)) if return_grad else scores
