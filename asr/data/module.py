@@ -98,21 +98,19 @@ class _FilteredCuts:
         log.info("training %s", self.keep.summary())
 
 
-class _SeedWorkers:
-    """Seeds each DataLoader worker differently (and reproducibly) for SpecAugment and CutMix."""
+def _seed_worker(worker_id: int) -> None:
+    """Seeds Python's and NumPy's generators of a DataLoader worker (SpecAugment, CutMix) from torch's seed.
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    PyTorch gives each worker `base_seed + worker_id`, with base_seed drawn from the loader's generator, which the
+    trainer seeds from (seed, epoch, rank): augmentation then differs by rank and epoch and is the same on resume.
+    """
+    import random
 
-    def __call__(self, worker_id: int) -> None:
-        import random
+    import numpy as np
 
-        import numpy as np
-
-        s = self.seed + worker_id
-        random.seed(s)
-        np.random.seed(s % 2**32)
-        torch.manual_seed(s)
+    s = torch.initial_seed() % 2**32
+    random.seed(s)
+    np.random.seed(s)
 
 
 class AsrDataModule:
@@ -154,8 +152,9 @@ class AsrDataModule:
         return PrecomputedFeatures()
 
     def _loader(self, dataset, sampler, seed: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed)  # workers' seeds; the trainer re-seeds it per epoch and rank
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.cfg.num_workers,
-                          persistent_workers=False, worker_init_fn=_SeedWorkers(seed))
+                          persistent_workers=False, worker_init_fn=_seed_worker, generator=generator)
 
     def train_dataloader(self, rank: int = 0, world_size: int = 1, sampler_state: dict | None = None,
                          seed: int = 0) -> DataLoader:

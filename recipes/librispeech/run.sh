@@ -12,6 +12,7 @@
 #   3  decode: greedy and modified beam search on every test set, WER table
 #   4  export the training loss curve to exp_dir/loss.png
 # Every stage is safe to re-run: finished work is skipped and training resumes from its latest checkpoint.
+# Relative paths (download/, data/, exp/) are under --work-dir, by default this recipe's folder.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,13 +28,14 @@ data=demo
 trainer=demo
 exp_dir=exp/demo
 nproc=1
+work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
 prepare_args=""       # extra arguments for prepare.sh (e.g. --vocab-size)
 train_args=""         # extra Hydra overrides for train.py
 decode_methods="greedy modified_beam_search"
 decode_args=""        # extra Hydra overrides for decode.py
 
-usage() { sed -n '2,16p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,17p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --trainer) trainer=$2; shift 2 ;;
     --exp-dir) exp_dir=$2; shift 2 ;;
     --nproc) nproc=$2; shift 2 ;;
+    --work-dir) work_dir=$2; shift 2 ;;
     --demo-args) demo_args=$2; shift 2 ;;
     --prepare-args) prepare_args=$2; shift 2 ;;
     --train-args) train_args=$2; shift 2 ;;
@@ -55,7 +58,8 @@ while [ $# -gt 0 ]; do
 done
 
 [ -x "$PY" ] || { echo "run.sh: $PY not found; run 'bash scripts/setup.sh' first" >&2; exit 1; }
-cd "$HERE"
+mkdir -p "$work_dir"
+cd "$work_dir"
 log() { echo "$(date '+%F %T') [run.sh] $*"; }
 t_start=$(date +%s)
 
@@ -72,7 +76,7 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: prepare.sh --dl-dir $dl_dir"
   # shellcheck disable=SC2086
-  bash ./prepare.sh --dl-dir "$dl_dir" $prepare_args
+  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" $prepare_args
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -80,14 +84,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   launcher=("$PY")
   [ "$nproc" -gt 1 ] && launcher=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   # shellcheck disable=SC2086
-  "${launcher[@]}" ./train.py model="$model" data="$data" trainer="$trainer" trainer.exp_dir="$exp_dir" $train_args
+  "${launcher[@]}" "$HERE/train.py" model="$model" data="$data" trainer="$trainer" trainer.exp_dir="$exp_dir" $train_args
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for method in $decode_methods; do
     log "stage 3: decode $method"
     # shellcheck disable=SC2086
-    "$PY" ./decode.py exp_dir="$exp_dir" decode="$method" $decode_args
+    "$PY" "$HERE/decode.py" exp_dir="$exp_dir" decode="$method" $decode_args
   done
   log "WER summary ($exp_dir)"
   cat "$exp_dir"/*/wer-summary-*.txt 2>/dev/null || true
