@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from asr.loss import get_rnnt_logprobs, rnnt_loss, rnnt_loss_simple, rnnt_loss_smoothed
+from asr.loss import (
+    get_rnnt_logprobs,
+    get_rnnt_logprobs_joint,
+    get_rnnt_logprobs_smoothed,
+    rnnt_loss,
+    rnnt_loss_simple,
+    rnnt_loss_smoothed,
+)
 from tests.loss.conftest import assert_close, brute_force_loss, random_boundary
 
 SHAPES = [(3, 6, 4, 5), (2, 1, 3, 4), (3, 3, 7, 6), (2, 12, 5, 9)]  # (B, T, U, V): T = 1 and T < U included
@@ -63,6 +70,11 @@ def test_simple_and_smoothed_match_fast_rnnt(fast_rnnt, dtype, shape, rnnt_type)
         px2, py2 = fast_rnnt.get_rnnt_logprobs(lm, am, symbols, 0, boundary=bd, rnnt_type=rnnt_type)
         assert_close(px1, px2, dtype)
         assert_close(py1, py2, dtype)
+        px1, py1 = get_rnnt_logprobs_smoothed(lm, am, symbols, 0, 0.2, 0.1, boundary=bd, rnnt_type=rnnt_type)
+        px2, py2 = fast_rnnt.get_rnnt_logprobs_smoothed(lm, am, symbols, 0, 0.2, 0.1, boundary=bd,
+                                                        rnnt_type=rnnt_type)
+        assert_close(px1, px2, dtype)
+        assert_close(py1, py2, dtype)
 
 
 @pytest.mark.oracle
@@ -85,6 +97,10 @@ def test_full_loss_matches_fast_rnnt(fast_rnnt, dtype, shape):
     symbols = torch.randint(1, V, (B, U), generator=gen)
     boundary = random_boundary(gen, B, U, T)
     for bd in (None, boundary):
+        px1, py1 = get_rnnt_logprobs_joint(logits, symbols, 0, boundary=bd)
+        px2, py2 = fast_rnnt.get_rnnt_logprobs_joint(logits, symbols, 0, boundary=bd)
+        assert_close(px1, px2, dtype)
+        assert_close(py1, py2, dtype)
         kw = dict(symbols=symbols, termination_symbol=0, boundary=bd)
         compare_loss_and_grads(
             lambda x, **k: rnnt_loss(x, **k), lambda x, **k: fast_rnnt.rnnt_loss(x, **k), (logits,), dtype, kw)
