@@ -32,6 +32,8 @@ def run_one(args: argparse.Namespace) -> dict:
 
     import asr.loss as L
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     B, T, U, V, D = args.B, args.T, args.U, args.V, args.dim
     enc = torch.randn(B, T, D, requires_grad=True)  # stands for the encoder output
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)  # internal: run one path, print JSON
     args = parser.parse_args()
