@@ -235,14 +235,42 @@ def get_rnnt_logprobs_joint(
     check_rnnt_type(rnnt_type)
     check_lengths(U, T, rnnt_type, boundary)
     symbols = check_symbols(symbols, B, U, V, termination_symbol, boundary)
-    normalizers = torch.logsumexp(logits, dim=3).transpose(1, 2)  # (B, U + 1, T)
-    px = torch.gather(logits[:, :, :U], 3, symbols.view(B, 1, U, 1).expand(B, T, U, 1)).squeeze(3)  # (B, T, U)
-    px = px.transpose(1, 2)  # (B, U, T)
+    with_blank = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)  # (B, U + 1)
+    px, py = NodeLogProbs.apply(logits, with_blank.unsqueeze(1).expand(B, T, U1), termination_symbol)
+    px = px[:, :, :U].transpose(1, 2)  # (B, U, T)
     if rnnt_type == "regular":
         px = torch.cat((px, px.new_full((B, U, 1), float("-inf"))), dim=2)  # (B, U, T + 1)
-    px[:, :, :T] -= normalizers[:, :U, :]
-    py = logits[:, :, :, termination_symbol].transpose(1, 2) - normalizers  # (B, U + 1, T)
+    py = py.transpose(1, 2)  # (B, U + 1, T)
     return _finish(px, py, boundary, rnnt_type)
+
+
+class NodeLogProbs(torch.autograd.Function):
+    """Log-probs of the label and blank arcs leaving each lattice node, normalised over V, with a fused backward.
+
+    forward(logits (B, T, N, V), node_symbols (B, T, N) int64, termination_symbol) -> px, py, each (B, T, N).
+
+    Autograd through logsumexp + gather + select would allocate several (B, T, N, V) gradients and sum them;
+    here the gradient is one softmax scaled in place, plus two scatters of (B, T, N) values.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, node_symbols: Tensor, termination_symbol: int):
+        # log_softmax is one fused pass, about twice as fast as logsumexp on CPU; it is dropped right away
+        log_probs = torch.log_softmax(logits, dim=3)  # (B, T, N, V)
+        px = torch.gather(log_probs, 3, node_symbols.unsqueeze(3)).squeeze(3)  # (B, T, N)
+        py = log_probs[:, :, :, termination_symbol].clone()  # (B, T, N)
+        ctx.save_for_backward(logits, node_symbols)
+        ctx.termination_symbol = termination_symbol
+        return px, py
+
+    @staticmethod
+    def backward(ctx, px_grad: Tensor, py_grad: Tensor):
+        logits, node_symbols = ctx.saved_tensors
+        grad = torch.softmax(logits, dim=3)  # (B, T, N, V)
+        grad.mul_((px_grad + py_grad).neg_().unsqueeze(3))
+        grad.scatter_add_(3, node_symbols.unsqueeze(3), px_grad.unsqueeze(3))
+        grad[:, :, :, ctx.termination_symbol] += py_grad
+        return grad, None, None
 
 
 def _recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad):
