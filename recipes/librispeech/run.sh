@@ -2,8 +2,8 @@
 # LibriSpeech pruned-transducer recipe, end to end: corpus -> features/BPE -> train -> decode -> WER table.
 #
 #   bash recipes/librispeech/run.sh                          # the offline demo corpus (synthesised), CPU, small model
-#   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --model conformer_l12 --data librispeech \
-#        --trainer default --nproc 8                         # real LibriSpeech on 8 GPUs
+#   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
+#        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
 #
 # Stages (--stage N --stop-stage M, inclusive):
 #   0  synthesise the demo corpus (only when --dl-dir is the demo default)
@@ -23,9 +23,7 @@ stage=0
 stop_stage=4
 demo_dir=download/demo
 dl_dir=$demo_dir
-model=conformer_small
-data=demo
-trainer=demo
+experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
 work_dir=$HERE
@@ -41,9 +39,7 @@ while [ $# -gt 0 ]; do
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
     --dl-dir) dl_dir=$2; shift 2 ;;
-    --model) model=$2; shift 2 ;;
-    --data) data=$2; shift 2 ;;
-    --trainer) trainer=$2; shift 2 ;;
+    --experiment) experiment=$2; shift 2 ;;
     --exp-dir) exp_dir=$2; shift 2 ;;
     --nproc) nproc=$2; shift 2 ;;
     --work-dir) work_dir=$2; shift 2 ;;
@@ -80,11 +76,11 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: train model=$model data=$data trainer=$trainer -> $exp_dir"
+  log "stage 2: train experiment=$experiment -> $exp_dir"
   launcher=("$PY")
   [ "$nproc" -gt 1 ] && launcher=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
   # shellcheck disable=SC2086
-  "${launcher[@]}" "$HERE/train.py" model="$model" data="$data" trainer="$trainer" trainer.exp_dir="$exp_dir" $train_args
+  "${launcher[@]}" "$HERE/train.py" experiment="$experiment" trainer.exp_dir="$exp_dir" $train_args
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

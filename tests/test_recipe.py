@@ -1,0 +1,78 @@
+"""The LibriSpeech recipe end to end at a tiny scale: run.sh's stages on a freshly synthesised corpus.
+
+Minutes, not seconds: marked slow (CI runs it). It checks that the pipeline learns, not a WER target: a small model
+trained for a few minutes on a few minutes of speech must recognise its training utterances far better than chance,
+and every stage must leave what the next one and the user read.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "recipes" / "librispeech" / "run.sh"
+
+# Sizes chosen so that the whole test takes a few minutes on 2 cores.
+VOCAB = 100
+TRAIN_ARGS = " ".join([
+    f"model.vocab_size={VOCAB}",
+    f"data.bpe_model=data/lang_bpe_{VOCAB}/bpe.model",
+    "model.encoder.num_layers=2",
+    "model.encoder.d_model=96",
+    "model.encoder.num_heads=4",
+    "model.encoder.ff_dim=384",
+    "model.decoder.decoder_dim=96",
+    "model.joiner.joiner_dim=96",
+    "data.spec_aug=false",
+    "data.max_duration=60",
+    "optim.warm_step=60",
+    "optim.lr_factor=0.5",
+    "loss.warm_step=60",
+    "trainer.num_epochs=12",
+    "trainer.log_interval=20",
+    "trainer.save_every_n=0",
+    "trainer.average_period=10",
+])
+
+
+def _wer(summary: Path) -> float:
+    m = re.search(r"WER\D*([0-9.]+)", summary.read_text())
+    assert m, f"no WER in {summary}: {summary.read_text()!r}"
+    return float(m.group(1))
+
+
+@pytest.mark.slow
+def test_run_sh_tiny_end_to_end(tmp_path):
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed (bash scripts/setup.sh installs it)")
+    cmd = [
+        "bash", str(RUN), "--work-dir", str(tmp_path),
+        "--demo-args", "--train-minutes 6 --eval-minutes 1",
+        "--prepare-args", f"--vocab-size {VOCAB}",
+        "--train-args", TRAIN_ARGS,
+        "--decode-methods", "greedy modified_beam_search",
+        "--decode-args", "epoch=0 avg=1 'test_dirs=[download/demo/LibriSpeech/train-clean-100]' test_sets=[test-clean]",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+
+    exp = tmp_path / "exp" / "demo"
+    assert (exp / "config.yaml").is_file()
+    assert sorted(p.name for p in exp.glob("epoch-*.pt"))[-1] == "epoch-12.pt"
+    assert (exp / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    for method in ("greedy", "modified_beam_search"):
+        for name in ("train-clean-100", "test-clean"):
+            for kind in ("recogs", "errs", "wer-summary"):
+                assert (exp / method / f"{kind}-{name}-{method}.txt").is_file(), (method, name, kind, out[-2000:])
+        seen = _wer(exp / method / f"wer-summary-train-clean-100-{method}.txt")
+        unseen = _wer(exp / method / f"wer-summary-test-clean-{method}.txt")
+        # Chance is 100% (or more); a model that learnt nothing emits blanks only.
+        assert seen < 60.0, (method, seen)
+        assert unseen < 100.0, (method, unseen)
+    assert "WER" in out  # the table printed at the end
