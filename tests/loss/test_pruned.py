@@ -216,3 +216,16 @@ def test_pruned_loss_half_inputs_are_computed_in_float32():
     torch.testing.assert_close(loss, rnnt_loss_pruned(logits.detach().float(), symbols, ranges, 0))
     loss.backward()
     assert logits.grad.dtype == torch.float16 and torch.isfinite(logits.grad).all()
+
+
+def test_whole_pruned_step_runs_under_no_grad():
+    """Validation runs the losses without autograd: same values, occupations still returned."""
+    lm, am, symbols, boundary, px_grad, py_grad, gen = occupations((2, 6, 4, 5), 31)
+    with torch.no_grad():
+        loss, (gx, gy) = rnnt_loss_smoothed(lm, am, symbols, 0, 0.25, 0.0, boundary=boundary, return_grad=True)
+        ranges = get_rnnt_prune_ranges(gx, gy, boundary, 3)
+        logits = torch.randn(2, 6, ranges.shape[2], 5, generator=gen, dtype=torch.float64)
+        pruned = rnnt_loss_pruned(logits, symbols, ranges, 0, boundary)
+    torch.testing.assert_close(gx, px_grad)
+    torch.testing.assert_close(gy, py_grad)
+    assert torch.isfinite(loss) and torch.isfinite(pruned) and not pruned.requires_grad
