@@ -80,12 +80,15 @@ class Conv2dSubsampling(nn.Module):
         if sub_features < 1:
             raise ValueError(f"num_features={num_features} is too small for subsampling by 4 (need >= 7)")
         self.out = nn.Linear(channels * sub_features, d_model)
+        # Unnormalised fbank (about -15..7) through two ReLU convolutions gives activations that grow to O(100)
+        # during training and drown every residual branch of the first layers; a LayerNorm keeps them O(1).
+        self.out_norm = nn.LayerNorm(d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, F) -> (B, T', D)."""
         x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         b, c, t, f = x.shape
-        return self.out(x.transpose(1, 2).reshape(b, t, c * f))  # (B, T', D)
+        return self.out_norm(self.out(x.transpose(1, 2).reshape(b, t, c * f)))  # (B, T', D)
 
 
 def relative_positions(length: int, d_model: int, device: torch.device, dtype: torch.dtype) -> Tensor:
