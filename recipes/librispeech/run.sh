@@ -79,15 +79,19 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: train experiment=$experiment -> $exp_dir"
   launcher=("$PY")
   [ "$nproc" -gt 1 ] && launcher=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
+  set -f  # Hydra overrides such as test_sets=[a,b] are words, not file patterns
   # shellcheck disable=SC2086
   "${launcher[@]}" "$HERE/train.py" experiment="$experiment" trainer.exp_dir="$exp_dir" $train_args
+  set +f
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for method in $decode_methods; do
     log "stage 3: decode $method"
+    set -f
     # shellcheck disable=SC2086
     "$PY" "$HERE/decode.py" exp_dir="$exp_dir" decode="$method" $decode_args
+    set +f
   done
   log "WER summary ($exp_dir)"
   cat "$exp_dir"/*/wer-summary-*.txt 2>/dev/null || true
