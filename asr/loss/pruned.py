@@ -17,7 +17,7 @@ from asr.loss.rnnt import (
     check_lengths,
     check_rnnt_type,
     check_symbols,
-    fix_for_boundary,
+    finish_logprobs,
     mutual_information_recursion,
     reduce_loss,
 )
@@ -182,11 +182,7 @@ def get_rnnt_logprobs_pruned(
     if rnnt_type == "regular":
         px = torch.cat((px, px.new_full((B, U, 1), float("-inf"))), dim=2)  # (B, U, T + 1)
     py = py_win.new_full((B, T, U + 1), float("-inf")).scatter(2, ranges, py_win).transpose(1, 2)  # (B, U + 1, T)
-    if rnnt_type == "regular":
-        px = fix_for_boundary(px, boundary)
-    elif rnnt_type == "constrained":
-        px = px + py[:, 1:, :]
-    return px, py
+    return finish_logprobs(px, py, boundary, rnnt_type)
 
 
 def rnnt_loss_pruned(

@@ -124,7 +124,9 @@ def _check_simple_inputs(
     return check_symbols(symbols, B, U, V, termination_symbol, boundary)
 
 
-def _finish(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> tuple[Tensor, Tensor]:
+def finish_logprobs(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> tuple[Tensor, Tensor]:
+    """px (B, U, T + 1 or T), py (B, U + 1, T) made ready for the recursion: the regular type's -inf past each
+    boundary; the constrained type's blank cost added to every label arc."""
     if rnnt_type == "regular":
         px = fix_for_boundary(px, boundary)
     elif rnnt_type == "constrained":
@@ -163,7 +165,7 @@ def get_rnnt_logprobs(
     px = px_am + px_lm  # (B, U, T + 1)
     px[:, :, :T] -= normalizers[:, :-1, :]
     py = py_am + py_lm - normalizers  # (B, U + 1, T)
-    return _finish(px, py, boundary, rnnt_type)
+    return finish_logprobs(px, py, boundary, rnnt_type)
 
 
 def get_rnnt_logprobs_smoothed(
@@ -214,7 +216,7 @@ def get_rnnt_logprobs_smoothed(
     am_only_scale = am_only_scale if am_only_scale != 0.0 else 1.0e-20
     px = px * combined_scale + px_lmonly * lm_only_scale + px_amonly * am_only_scale
     py = py * combined_scale + py_lmonly * lm_only_scale + py_amonly * am_only_scale
-    return _finish(px, py, boundary, rnnt_type)
+    return finish_logprobs(px, py, boundary, rnnt_type)
 
 
 def get_rnnt_logprobs_joint(
@@ -241,7 +243,7 @@ def get_rnnt_logprobs_joint(
     if rnnt_type == "regular":
         px = torch.cat((px, px.new_full((B, U, 1), float("-inf"))), dim=2)  # (B, U, T + 1)
     py = py.transpose(1, 2)  # (B, U + 1, T)
-    return _finish(px, py, boundary, rnnt_type)
+    return finish_logprobs(px, py, boundary, rnnt_type)
 
 
 class NodeLogProbs(torch.autograd.Function):
