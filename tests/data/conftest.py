@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_fixtures import WORDS, make_corpus
+from data_fixtures import make_corpus, prepare_corpus
 
 
 @pytest.fixture(scope="session")
@@ -16,19 +16,6 @@ def tiny_corpus(tmp_path_factory) -> tuple[Path, dict[str, dict[str, float]]]:
 
 @pytest.fixture(scope="session")
 def prepared(tiny_corpus, tmp_path_factory) -> Path:
-    """Manifests, features (with speed perturbation), the train-all-shuf cuts and a 34-unit BPE model.
-
-    The BPE model is trained on the transcripts and the whole word list, so that every test sentence is spellable.
-    """
-    from asr.data.bpe import train_bpe, train_transcripts
-    from asr.data.features import combine_train, compute_subset
-    from asr.data.prepare import prepare_librispeech_manifests
-
+    """Manifests, features (with speed perturbation), the train-all-shuf cuts and a 34-unit BPE model."""
     root, _ = tiny_corpus
-    work = tmp_path_factory.mktemp("prepared")
-    prepare_librispeech_manifests(root / "LibriSpeech", work / "manifests")
-    for subset in ("train-clean-100", "dev-clean"):
-        compute_subset(work / "manifests", work / "fbank", subset, num_jobs=1)
-    combine_train(work / "fbank", ["train-clean-100"])
-    train_bpe(train_transcripts(work / "manifests") + [" ".join(WORDS)], work / "lang", vocab_size=34)
-    return work
+    return prepare_corpus(root, tmp_path_factory.mktemp("prepared"))

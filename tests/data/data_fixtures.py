@@ -39,3 +39,20 @@ def make_corpus(root: Path, subsets: dict[str, int], seconds: float = 1.6) -> di
             out[subset][uid] = round(dur * SR) / SR
         (d / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
     return out
+
+
+def prepare_corpus(corpus_root: Path, work: Path) -> Path:
+    """Manifests, features (speed-perturbed train), the train-all-shuf cuts and a 34-unit BPE model under `work`.
+
+    The BPE model is trained on the transcripts and the whole word list, so that every test sentence is spellable.
+    """
+    from asr.data.bpe import train_bpe, train_transcripts
+    from asr.data.features import combine_train, compute_subset
+    from asr.data.prepare import prepare_librispeech_manifests
+
+    prepare_librispeech_manifests(corpus_root / "LibriSpeech", work / "manifests")
+    for subset in ("train-clean-100", "dev-clean"):
+        compute_subset(work / "manifests", work / "fbank", subset, num_jobs=1)
+    combine_train(work / "fbank", ["train-clean-100"])
+    train_bpe(train_transcripts(work / "manifests") + [" ".join(WORDS)], work / "lang", vocab_size=34)
+    return work

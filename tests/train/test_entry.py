@@ -16,21 +16,11 @@ sys.path.insert(0, str(REPO / "tests" / "data"))
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from data_fixtures import WORDS, make_corpus
-
-    from asr.data.bpe import train_bpe, train_transcripts
-    from asr.data.features import combine_train, compute_subset
-    from asr.data.prepare import prepare_librispeech_manifests
+    from data_fixtures import make_corpus, prepare_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     make_corpus(root, {"train-clean-100": 6, "dev-clean": 2})
-    work = tmp_path_factory.mktemp("prepared")
-    prepare_librispeech_manifests(root / "LibriSpeech", work / "manifests")
-    for subset in ("train-clean-100", "dev-clean"):
-        compute_subset(work / "manifests", work / "fbank", subset, num_jobs=1)
-    combine_train(work / "fbank", ["train-clean-100"])
-    train_bpe(train_transcripts(work / "manifests") + [" ".join(WORDS)], work / "lang", vocab_size=34)
-    return work
+    return prepare_corpus(root, tmp_path_factory.mktemp("prepared"))
 
 
 def _train(prepared: Path, exp_dir: Path, python_exe: str, *extra: str) -> subprocess.CompletedProcess:
