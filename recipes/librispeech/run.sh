@@ -94,7 +94,11 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     set +f
   done
   log "WER summary ($exp_dir)"
-  cat "$exp_dir"/*/wer-summary-*.txt 2>/dev/null || true
+  printf '%-40s %s\n' "set-method" "WER %"
+  for f in "$exp_dir"/*/wer-summary-*.txt; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f" .txt); printf '%-40s %s\n' "${name#wer-summary-}" "$(tail -n 1 "$f" | cut -f2)"
+  done
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
