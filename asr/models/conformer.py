@@ -1,7 +1,7 @@
 """Conformer encoder (Gulati et al., 2020) with relative-positional self-attention.
 
-The stack is: Conv2d subsampling by 4 -> scaled input + relative sinusoidal position table -> N macaron Conformer
-layers (half feed-forward, relative-positional multi-head self-attention, convolution module, half feed-forward,
+The stack is: optional per-utterance feature normalisation -> Conv2d subsampling by 4 -> scaled input + relative
+sinusoidal position table -> N macaron Conformer layers (half feed-forward, relative-positional multi-head self-attention, convolution module, half feed-forward,
 LayerNorm). Padded frames never reach a valid frame: attention masks padded keys, the convolution module zeroes
 padded frames before its depthwise convolution and leaves them out of its BatchNorm statistics, and the output is
 zero at padded frames. In eval mode (and in train mode without dropout) adding padding changes no valid output.
@@ -42,6 +42,32 @@ class ConformerConfig:
     # Channels of the two subsampling convolutions; 0 means d_model (icefall's Conv2dSubsampling). At 100 frames/s
     # the second convolution costs about as much as six small Conformer layers: small CPU models use fewer.
     subsampling_channels: int = 0
+    # Input normalisation: "utterance" subtracts each utterance's mean and divides by its standard deviation, per
+    # feature bin, over its valid frames (ESPnet's utterance_mvn); "none" feeds the fbank as it is (icefall). Raw
+    # fbank of clean or synthetic audio is bimodal (digital silence sits at the log floor, about -15.9): without
+    # normalisation a small model on the demo corpus stays on the blank plateau for thousands of batches.
+    input_norm: str = "none"
+
+
+_INPUT_NORMS = ("none", "utterance")
+
+
+def utterance_norm(x: Tensor, x_lens: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-utterance, per-bin mean and variance normalisation over the valid frames; padded frames become 0.
+
+    Args:
+        x: (B, T, F) features, padded after each utterance's x_lens frames.
+        x_lens: (B,) valid frames per utterance, each >= 1.
+    Returns:
+        (B, T, F), in x's dtype (statistics in float32).
+    """
+    valid = (torch.arange(x.size(1), device=x.device).unsqueeze(0) < x_lens.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+    x32 = x.float().masked_fill(~valid, 0.0)
+    n = x_lens.to(torch.float32).clamp(min=1).view(-1, 1, 1)  # (B, 1, 1)
+    mean = x32.sum(dim=1, keepdim=True) / n  # (B, 1, F)
+    var = ((x32 - mean).square().masked_fill(~valid, 0.0)).sum(dim=1, keepdim=True) / n  # (B, 1, F)
+    out = ((x32 - mean) * torch.rsqrt(var + eps)).masked_fill(~valid, 0.0)
+    return out.to(x.dtype)
 
 
 def subsampled_lengths(x_lens: Tensor) -> Tensor:
@@ -273,8 +299,12 @@ class Conformer(nn.Module):
         cnn_kernel: int,
         dropout: float,
         subsampling_channels: int = 0,
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
+        if input_norm not in _INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {_INPUT_NORMS}, got {input_norm!r}")
+        self.input_norm = input_norm
         self.num_features = num_features
         self.d_model = d_model
         self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels)
@@ -294,6 +324,7 @@ class Conformer(nn.Module):
             cnn_kernel=cfg.cnn_kernel,
             dropout=cfg.dropout,
             subsampling_channels=cfg.subsampling_channels,
+            input_norm=cfg.input_norm,
         )
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
@@ -314,6 +345,8 @@ class Conformer(nn.Module):
                 f"x_lens must lie in [{MIN_INPUT_FRAMES}, {x.size(1)}] (T of x); got "
                 f"min {int(x_lens.min())}, max {int(x_lens.max())}"
             )
+        if self.input_norm == "utterance":
+            x = utterance_norm(x, x_lens)
         x = self.subsampling(x)  # (B, T', D)
         out_lens = subsampled_lengths(x_lens)
         mask = padding_mask(out_lens, x.size(1))  # (B, T')

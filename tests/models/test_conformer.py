@@ -13,6 +13,7 @@ from asr.models.conformer import (
     RelPositionMultiheadAttention,
     relative_positions,
     subsampled_lengths,
+    utterance_norm,
 )
 
 F = 20  # feature dim of the tiny encoders here
@@ -69,6 +70,34 @@ def test_padding_does_not_change_valid_frames_in_either_mode(training):
     out_p, _ = enc(torch.cat([x, 100 * torch.randn(2, 30, F)], dim=1), x_lens)
     for b, n in enumerate(out_lens.tolist()):
         torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_utterance_norm_matches_per_utterance_statistics_and_ignores_padding():
+    x = 3.0 + 5.0 * torch.randn(3, 50, F)
+    x_lens = torch.tensor([50, 31, 7])
+    x[1, 31:] = 1e4  # padding garbage must not reach the statistics
+    out = utterance_norm(x, x_lens)
+    for b, n in enumerate(x_lens.tolist()):
+        valid = x[b, :n]
+        expected = (valid - valid.mean(0)) / valid.var(0, unbiased=False).add(1e-5).sqrt()
+        torch.testing.assert_close(out[b, :n], expected, atol=1e-5, rtol=1e-5)
+        assert torch.all(out[b, n:] == 0)
+    # Invariant to a per-bin offset and scale of the whole utterance (channel / gain changes).
+    torch.testing.assert_close(utterance_norm(2.0 * x - 7.0, x_lens)[0], out[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_utterance_input_norm_keeps_padding_invariance(training):
+    enc = tiny_conformer(input_norm="utterance").train(training)
+    x = torch.randn(2, 41, F) - 10.0
+    x_lens = torch.tensor([41, 29])
+    out, out_lens = enc(x, x_lens)
+    out_p, _ = enc(torch.cat([x, 100 * torch.randn(2, 30, F)], dim=1), x_lens)
+    for b, n in enumerate(out_lens.tolist()):
+        torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+    # A constant offset of the input changes nothing once normalised.
+    out_shift, _ = enc(x + 4.0, x_lens)
+    torch.testing.assert_close(out_shift, out, atol=1e-4, rtol=1e-4)
 
 
 def test_masked_batch_norm_equals_batch_norm_over_valid_frames():
@@ -134,6 +163,8 @@ def test_bad_inputs_raise_clear_errors():
         enc(torch.randn(2, 20, F + 1), torch.tensor([20, 10]))
     with pytest.raises(ValueError, match="divisible"):
         tiny_conformer(num_heads=3)
+    with pytest.raises(ValueError, match="input_norm"):
+        tiny_conformer(input_norm="global")
 
 
 def test_gradients_reach_every_parameter():
