@@ -4,6 +4,9 @@
 #   bash recipes/librispeech/run.sh                          # the offline demo corpus (synthesised), CPU, small model
 #   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
+# Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default 32
+# for the demo, whose 2 h are too few for 500 pieces, else 500), --work-dir, and extra arguments passed through:
+# --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
 # Stages (--stage N --stop-stage M, inclusive):
 #   0  synthesise the demo corpus (only when --dl-dir is the demo default)
@@ -26,6 +29,7 @@ dl_dir=$demo_dir
 experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
+vocab_size=""         # BPE units for prepare.sh: empty = 32 for the demo experiment (see conf/experiment/demo.yaml), else 500
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
 prepare_args=""       # extra arguments for prepare.sh (e.g. --vocab-size)
@@ -33,7 +37,7 @@ train_args=""         # extra Hydra overrides for train.py
 decode_methods="greedy modified_beam_search"
 decode_args=""        # extra Hydra overrides for decode.py
 
-usage() { sed -n '2,17p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --experiment) experiment=$2; shift 2 ;;
     --exp-dir) exp_dir=$2; shift 2 ;;
     --nproc) nproc=$2; shift 2 ;;
+    --vocab-size) vocab_size=$2; shift 2 ;;
     --work-dir) work_dir=$2; shift 2 ;;
     --demo-args) demo_args=$2; shift 2 ;;
     --prepare-args) prepare_args=$2; shift 2 ;;
@@ -52,6 +57,10 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown option $1" >&2; usage 2 ;;
   esac
 done
+
+if [ -z "$vocab_size" ]; then
+  if [ "$experiment" = demo ]; then vocab_size=32; else vocab_size=500; fi
+fi
 
 [ -x "$PY" ] || { echo "run.sh: $PY not found; run 'bash scripts/setup.sh' first" >&2; exit 1; }
 mkdir -p "$work_dir"
@@ -70,9 +79,9 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: prepare.sh --dl-dir $dl_dir"
+  log "stage 1: prepare.sh --dl-dir $dl_dir --vocab-size $vocab_size"
   # shellcheck disable=SC2086
-  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" $prepare_args
+  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" --vocab-size "$vocab_size" $prepare_args
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
