@@ -1,9 +1,9 @@
 """The LibriSpeech recipe end to end at a tiny scale: run.sh's stages on a freshly synthesised corpus.
 
 Minutes, not seconds: marked slow (CI runs it). It checks that every stage runs and leaves what the next one and the
-user read, that training lowers the training loss, and that decoding writes a WER for every set and method. It does
-not check a WER target: at this size and budget the model does not yet leave the blank/LM-prior plateau (see
-recipes/librispeech/RESULTS.md), so WERs stay near 100%.
+user read, that training lowers the training loss, that decoding writes a WER for every set and method, and that the
+model really recognises speech: WER far below 100% on the (seen) training sentences. A few minutes of synthetic audio
+are too little to generalise to unseen sentences, so test-clean is only checked for being decoded.
 """
 
 import os
@@ -16,24 +16,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "recipes" / "librispeech" / "run.sh"
+EPOCHS = 60
+SEEN_WER_MAX = 60.0  # WER on the training sentences: ~31 after these 60 epochs (3 min); an untrained model ~100
 
-# Sizes chosen so that the whole test takes a few minutes on 2 cores.
-VOCAB = 100
+# Sizes chosen so that the whole test takes a few minutes on 2 cores; the vocabulary is the demo's (32 units).
 TRAIN_ARGS = " ".join([
-    f"model.vocab_size={VOCAB}",
-    f"data.bpe_model=data/lang_bpe_{VOCAB}/bpe.model",
     "model.encoder.num_layers=2",
     "model.encoder.d_model=96",
     "model.encoder.num_heads=4",
     "model.encoder.ff_dim=384",
     "model.decoder.decoder_dim=96",
     "model.joiner.joiner_dim=96",
-    "data.spec_aug=false",
-    "data.max_duration=60",
-    "optim.warm_step=60",
-    "optim.lr_factor=0.5",
-    "loss.warm_step=60",
-    "trainer.num_epochs=8",
+    "data.max_duration=30",
+    "optim.warm_step=100",
+    "optim.lr_factor=1.0",
+    "loss.warm_step=100",
+    f"trainer.num_epochs={EPOCHS}",
     "trainer.log_interval=10",
     "trainer.save_every_n=0",
     "trainer.average_period=10",
@@ -56,8 +54,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
         pytest.skip("flite is not installed (bash scripts/setup.sh installs it)")
     cmd = [
         "bash", str(RUN), "--work-dir", str(tmp_path),
-        "--demo-args", "--train-minutes 6 --eval-minutes 1",
-        "--prepare-args", f"--vocab-size {VOCAB}",
+        "--demo-args", "--train-minutes 3 --eval-minutes 0.5",
         "--train-args", TRAIN_ARGS,
         "--decode-methods", "greedy modified_beam_search",
         "--decode-args", "epoch=0 avg=1 test_dirs=[download/demo/LibriSpeech/train-clean-100] test_sets=[test-clean]",
@@ -69,16 +66,17 @@ def test_run_sh_tiny_end_to_end(tmp_path):
 
     exp = tmp_path / "exp" / "demo"
     assert (exp / "config.yaml").is_file()
-    assert sorted(p.name for p in exp.glob("epoch-*.pt"))[-1] == "epoch-8.pt"
+    assert (exp / f"epoch-{EPOCHS}.pt").is_file()
     losses = _train_losses(out)
     assert len(losses) >= 5, out[-2000:]
-    assert losses[-1] < 0.6 * losses[0], losses  # training learns (from about 5 to under 2 per frame)
+    assert losses[-1] < 0.5 * losses[0], losses  # training learns
     assert (exp / "loss.png").read_bytes()[:4] == b"\x89PNG"
     for method in ("greedy", "modified_beam_search"):
         for name in ("train-clean-100", "test-clean"):
             for kind in ("recogs", "errs", "wer-summary"):
                 assert (exp / method / f"{kind}-{name}-{method}.txt").is_file(), (method, name, kind, out[-2000:])
-        for name in ("train-clean-100", "test-clean"):
-            wer = _wer(exp / method / f"wer-summary-{name}-{method}.txt")
-            assert 0.0 <= wer <= 200.0, (method, name, wer)
+        seen = _wer(exp / method / f"wer-summary-train-clean-100-{method}.txt")
+        assert seen <= SEEN_WER_MAX, (method, seen, out[-3000:])
+        unseen = _wer(exp / method / f"wer-summary-test-clean-{method}.txt")
+        assert 0.0 <= unseen <= 200.0, (method, unseen)
     assert "WER" in out  # the table printed at the end
