@@ -1,10 +1,11 @@
 """Conformer encoder (Gulati et al., 2020) with relative-positional self-attention.
 
 The stack is: optional per-utterance feature normalisation -> Conv2d subsampling by 4 -> scaled input + relative
-sinusoidal position table -> N macaron Conformer layers (half feed-forward, relative-positional multi-head self-attention, convolution module, half feed-forward,
-LayerNorm). Padded frames never reach a valid frame: attention masks padded keys, the convolution module zeroes
-padded frames before its depthwise convolution and leaves them out of its BatchNorm statistics, and the output is
-zero at padded frames. In eval mode (and in train mode without dropout) adding padding changes no valid output.
+sinusoidal position table -> N macaron Conformer layers (half feed-forward, relative-positional multi-head
+self-attention, convolution module, half feed-forward, LayerNorm). Padded frames never reach a valid frame: the
+normalisation's statistics skip them, attention masks padded keys, the convolution module zeroes padded frames before
+its depthwise convolution and leaves them out of its BatchNorm statistics, and the output is zero at padded frames.
+In eval mode (and in train mode without dropout) adding padding changes no valid output.
 """
 
 import math
@@ -52,24 +53,6 @@ class ConformerConfig:
 _INPUT_NORMS = ("none", "utterance")
 
 
-def utterance_norm(x: Tensor, x_lens: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-utterance, per-bin mean and variance normalisation over the valid frames; padded frames become 0.
-
-    Args:
-        x: (B, T, F) features, padded after each utterance's x_lens frames.
-        x_lens: (B,) valid frames per utterance, each >= 1.
-    Returns:
-        (B, T, F), in x's dtype (statistics in float32).
-    """
-    valid = (torch.arange(x.size(1), device=x.device).unsqueeze(0) < x_lens.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
-    x32 = x.float().masked_fill(~valid, 0.0)
-    n = x_lens.to(torch.float32).clamp(min=1).view(-1, 1, 1)  # (B, 1, 1)
-    mean = x32.sum(dim=1, keepdim=True) / n  # (B, 1, F)
-    var = ((x32 - mean).square().masked_fill(~valid, 0.0)).sum(dim=1, keepdim=True) / n  # (B, 1, F)
-    out = ((x32 - mean) * torch.rsqrt(var + eps)).masked_fill(~valid, 0.0)
-    return out.to(x.dtype)
-
-
 def subsampled_lengths(x_lens: Tensor) -> Tensor:
     """Frames left after the Conv2d subsampling, exactly.
 
@@ -87,6 +70,24 @@ def subsampled_lengths(x_lens: Tensor) -> Tensor:
 def padding_mask(lens: Tensor, max_len: int) -> Tensor:
     """(B, max_len) bool, True at padded positions (index >= lens)."""
     return torch.arange(max_len, device=lens.device).unsqueeze(0) >= lens.unsqueeze(1)
+
+
+def utterance_norm(x: Tensor, x_lens: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-utterance, per-bin mean and variance normalisation over the valid frames; padded frames become 0.
+
+    Args:
+        x: (B, T, F) features, padded after each utterance's x_lens frames.
+        x_lens: (B,) valid frames per utterance, each >= 1.
+    Returns:
+        (B, T, F), in x's dtype (statistics in float32).
+    """
+    pad = padding_mask(x_lens, x.size(1)).unsqueeze(-1)  # (B, T, 1)
+    x32 = x.float().masked_fill(pad, 0.0)
+    n = x_lens.to(torch.float32).clamp(min=1).view(-1, 1, 1)  # (B, 1, 1)
+    mean = x32.sum(dim=1, keepdim=True) / n  # (B, 1, F)
+    var = (x32 - mean).square().masked_fill(pad, 0.0).sum(dim=1, keepdim=True) / n  # (B, 1, F)
+    out = ((x32 - mean) * torch.rsqrt(var + eps)).masked_fill(pad, 0.0)
+    return out.to(x.dtype)
 
 
 class Conv2dSubsampling(nn.Module):

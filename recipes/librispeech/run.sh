@@ -29,10 +29,10 @@ dl_dir=$demo_dir
 experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
-vocab_size=""         # BPE units for prepare.sh: empty = 32 for the demo experiment (see conf/experiment/demo.yaml), else 500
+vocab_size=""         # BPE units for prepare.sh; empty: 32 for experiment=demo (its model.vocab_size), else 500
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
-prepare_args=""       # extra arguments for prepare.sh (e.g. --vocab-size)
+prepare_args=""       # extra arguments for prepare.sh (e.g. --musan-dir, --jobs)
 train_args=""         # extra Hydra overrides for train.py
 decode_methods="greedy modified_beam_search"
 decode_args=""        # extra Hydra overrides for decode.py
