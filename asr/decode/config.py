@@ -19,6 +19,15 @@ class SearchConfig:
     beam: int = 4
     # Greedy only: most symbols per frame; 1 is what icefall decodes with (a trained model rarely wants more).
     max_sym_per_frame: int = 1
+    # modified_beam_search only: an ARPA token n-gram over the model's BPE pieces for shallow fusion (prepare.sh
+    # stage 5 writes data/lm_bpe_<N>/tokens_<order>gram.arpa; empty: no LM), and the weight of its log-probs.
+    lm: str = ""
+    lm_scale: float = 0.3
+    # Added per emitted label while fusing, against the deletions an LM's per-label cost causes (0: none).
+    lm_bonus: float = 0.0
+    # modified_beam_search only: a word list (one word first on each line; prepare.sh stage 5 writes
+    # data/lm_bpe_<N>/words.txt from the LM text): hypotheses may only spell these words. Empty: no lexicon.
+    lexicon: str = ""
 
 
 @dataclass
@@ -61,3 +70,6 @@ def check_search(cfg: SearchConfig) -> None:
         raise ValueError(f"beam must be >= 1, got {cfg.beam}")
     if cfg.max_sym_per_frame < 1:
         raise ValueError(f"max_sym_per_frame must be >= 1, got {cfg.max_sym_per_frame}")
+    if (cfg.lm or cfg.lexicon) and cfg.method != "modified_beam_search":
+        raise ValueError(f"an LM or lexicon (decode.lm, decode.lexicon) is only used by modified_beam_search, "
+                         f"not {cfg.method}")

@@ -6,14 +6,21 @@ joiner runs once on all (B, K) slots; the K best of the K * V extensions of each
 with the same label sequence are merged by log-adding their probabilities (the first, most probable, slot keeps the
 sum; the others are emptied). The decoder runs only for slots that have just grown by a label; the others inherit
 their parent's decoder output, so no decoder work is repeated. Labels are recovered at the end from back-pointers.
+
+With a `fusion` scorer (asr.lm.fusion: a token n-gram LM, a lexicon, or both) it is shallow fusion (icefall's
+`modified_beam_search_lm_shallow_fusion`): every non-blank extension adds the scorer's score for that label in the
+slot's state, and the final choice adds the scorer's score for ending there. Like the decoder output, a slot's
+score row is looked up only when it grows.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from asr.decode.greedy import active_counts, check_inputs, decoder_out_for, sort_by_length
+from asr.lm.fusion import FusionScorer
 
 # Two polynomial hashes modulo the Mersenne prime 2^31 - 1 identify a label sequence (with its length and last labels
 # compared too, distinct sequences sharing both hashes are practically impossible). Products stay below 2^62.
@@ -28,6 +35,7 @@ def modified_beam_search(
     encoder_out_lens: Tensor,
     beam: int = 4,
     length_norm: bool = True,
+    fusion: FusionScorer | None = None,
 ) -> list[list[int]]:
     """Modified beam search for a batch of utterances.
 
@@ -38,6 +46,8 @@ def modified_beam_search(
         beam: hypotheses kept per utterance (K).
         length_norm: pick the final hypothesis by log-probability divided by its length (with the start context),
             as icefall does.
+        fusion: scores added to the labels' log-probabilities (asr.lm.fusion), over the model's vocabulary; None:
+            none.
     Returns:
         B lists of token ids, in the order of the batch.
     """
@@ -67,6 +77,10 @@ def modified_beam_search(
     # back-pointers: parent slot and emitted label (-1: none) of each slot on each frame
     parents = torch.zeros(batch, num_frames, k, dtype=torch.int64, device=device)  # (B, T, K)
     labels = torch.full((batch, num_frames, k), -1, dtype=torch.int64, device=device)  # (B, T, K)
+    if fusion is not None:
+        start = fusion.initial_state()
+        states = [[start] * k for _ in range(batch)]  # the scorer's state of each slot
+        fused = _fusion_rows(fusion, [start], blank, enc.dtype, device).expand(batch, k, -1).clone()  # (B, K, V)
 
     for t in range(num_frames):
         n = counts[t]
@@ -75,7 +89,11 @@ def modified_beam_search(
         enc_t = enc[:n, t].unsqueeze(1).expand(n, k, joiner_dim)  # (N, K, J)
         logits = model.joiner(enc_t.reshape(n * k, joiner_dim), dec[:n].reshape(n * k, joiner_dim), project_input=False)
         vocab = logits.size(-1)
+        if fusion is not None and vocab != fusion.vocab_size:
+            raise ValueError(f"the fusion scorer has {fusion.vocab_size} tokens, the model {vocab}")
         scores = logits.log_softmax(dim=-1).reshape(n, k, vocab) + log_prob[:n].unsqueeze(2)  # (N, K, V)
+        if fusion is not None:
+            scores = scores + fused[:n]
         top, index = scores.reshape(n, k * vocab).topk(k, dim=1)  # (N, K), sorted best first
         parent = torch.div(index, vocab, rounding_mode="floor")  # (N, K)
         label = index % vocab  # (N, K)
@@ -107,6 +125,20 @@ def modified_beam_search(
             new_dec[need] = decoder_out_for(model, new_ctx.reshape(n * k, ctx_size)[need])
             new_dec = new_dec.reshape(n, k, joiner_dim)
 
+        if fusion is not None:
+            parent_l, label_l, grew_l = parent.tolist(), label.tolist(), grew.tolist()
+            states[:n] = [
+                [fusion.advance(row[p], y) if g else row[p] for p, y, g in zip(ps, ys, gs)]
+                for row, ps, ys, gs in zip(states[:n], parent_l, label_l, grew_l)
+            ]
+            new_fused = fused[:n].gather(1, parent.unsqueeze(2).expand(n, k, vocab))  # (N, K, V)
+            if need.numel() > 0:
+                new_fused = new_fused.reshape(n * k, vocab)
+                grown = [states[i // k][i % k] for i in need.tolist()]
+                new_fused[need] = _fusion_rows(fusion, grown, blank, enc.dtype, device)
+                new_fused = new_fused.reshape(n, k, vocab)
+            fused[:n] = new_fused
+
         log_prob[:n] = new_log_prob
         hashes[:n] = new_hash
         lengths[:n] = new_len
@@ -115,6 +147,10 @@ def modified_beam_search(
         parents[:n, t] = parent
         labels[:n, t] = torch.where(grew, label, torch.full_like(label, -1))
 
+    if fusion is not None:  # the scorer's score for ending each hypothesis where it is
+        ends = torch.tensor([[fusion.final(x) for x in row] for row in states], dtype=log_prob.dtype, device=device)
+        ended = log_prob + ends
+        log_prob = torch.where(ended.isfinite().any(dim=1, keepdim=True), ended, log_prob)  # (B, K)
     final = log_prob / (lengths + ctx_size).to(log_prob.dtype) if length_norm else log_prob  # (B, K)
     best = final.argmax(dim=1).tolist()
     parents_l, labels_l = parents.tolist(), labels.tolist()
@@ -127,3 +163,10 @@ def modified_beam_search(
             s = parents_l[row][t][s]
         hyps[i] = ys[::-1]
     return hyps
+
+
+def _fusion_rows(fusion: FusionScorer, states: list, blank: int, dtype: torch.dtype, device) -> Tensor:
+    """(M, V) the scorer's rows for M states, 0 for blank (it costs nothing)."""
+    rows = torch.from_numpy(np.stack([fusion.scores(x) for x in states])).to(dtype=dtype, device=device)
+    rows[:, blank] = 0.0
+    return rows

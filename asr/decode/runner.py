@@ -14,6 +14,7 @@ from torch import nn
 from asr.data.module import batch_to_model_inputs
 from asr.data.tokenizer import Tokenizer
 from asr.decode.search import search
+from asr.lm.fusion import FusionScorer
 from asr.metrics.wer import Result
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def decode_batches(
     max_sym_per_frame: int = 1,
     device: torch.device | str = "cpu",
     log_every: int = 20,
+    fusion: FusionScorer | None = None,
 ) -> DecodedSet:
     """Decodes every batch; reference and hypothesis are upper-cased and split into words.
 
@@ -53,6 +55,7 @@ def decode_batches(
         tokenizer: the BPE model of training (token ids -> text).
         method, beam, max_sym_per_frame: the search (see asr.decode.search.search).
         log_every: batches between progress lines.
+        fusion: modified_beam_search's shallow fusion (asr.lm.fusion; None: none).
     """
     results: list[Result] = []
     audio = elapsed = 0.0
@@ -63,7 +66,7 @@ def decode_batches(
             cut_ids = [f"batch{i}-utt{j}" for j in range(len(texts))]
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
-        hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame))
+        hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame, fusion=fusion))
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - start

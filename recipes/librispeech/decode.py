@@ -24,6 +24,7 @@ from asr.data.tokenizer import Tokenizer
 from asr.decode.config import DecodeConfig, check_search
 from asr.decode.loading import load_model, resolve_device
 from asr.decode.runner import decode_batches
+from asr.lm.token_lm import load_fusion
 from asr.metrics.wer import write_results
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -72,7 +73,13 @@ def main(dict_cfg: DictConfig) -> None:
         raise FileNotFoundError(f"nothing to decode: no cuts for {data.test_sets} in {data.manifest_dir}, no test_dirs")
 
     method = cfg.decode.method
+    fusion, fusion_name = load_fusion(cfg.decode.lm, cfg.decode.lm_scale, cfg.decode.lm_bonus, cfg.decode.lexicon,
+                                      tokenizer)
     setting = method if method == "greedy" else f"{method}_beam_{cfg.decode.beam}"
+    if fusion is not None:  # results of shallow fusion go beside, not over, those without
+        method = f"{method}_lm"
+        setting += f"_{fusion_name}"
+        log.info("shallow fusion: %s", fusion_name)
     setting += f"_{loaded.description}"
     out_dir = Path(cfg.exp_dir) / method
     rows = []
@@ -81,10 +88,11 @@ def main(dict_cfg: DictConfig) -> None:
             loaded.model,
             loader,
             tokenizer,
-            method,
+            cfg.decode.method,
             beam=cfg.decode.beam,
             max_sym_per_frame=cfg.decode.max_sym_per_frame,
             device=device,
+            fusion=fusion,
         )
         stats = write_results(out_dir, name, method, decoded.results, setting=setting)
         log.info("%s: WER %.2f%% (%d utterances), RTF %.4f", name, stats.wer, len(decoded.results), decoded.rtf)

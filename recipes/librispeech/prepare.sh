@@ -6,6 +6,9 @@
 #
 # Options: --dl-dir DIR (holds LibriSpeech/; default download), --stage N, --stop-stage M (inclusive),
 #          --musan-dir DIR, --vocab-size N (BPE units, default 500), --jobs N (parallel jobs, default 2),
+#          --perturb-speed true|false (stage 2's 0.9/1.1 copies of the training subsets; default true),
+#          --lm-order N, --lm-max-lines N (stage 5: token n-gram order, default 6; LM text lines read, default
+#          1000000, 0 = all),
 #          --no-download (stage 0 never downloads; by default a missing LibriSpeech/ is fetched with lhotse when
 #          openslr.org can be reached, as icefall does).
 # Stages:
@@ -16,6 +19,9 @@
 #   3  MUSAN fbank -> data/fbank/musan_cuts.jsonl.gz (when stage 1 made MUSAN manifests)
 #   4  sentencepiece unigram model on the train transcripts -> data/lang_bpe_<N>/bpe.model (<blk>=0,
 #      <sos/eos>=1, <unk>=2)
+#   5  token n-gram LM (interpolated Kneser-Ney over the BPE pieces) on DIR/lm/librispeech-lm-norm.txt.gz (where
+#      LibriSpeech's LM corpus goes; the demo corpus writes its own) or, without it, the train transcripts
+#      -> data/lm_bpe_<N>/tokens_<order>gram.arpa, for modified beam search with shallow fusion
 # Each finished stage leaves data/.done.stage<N>.<what>; a re-run skips it (delete the marker to redo).
 set -euo pipefail
 
@@ -25,14 +31,17 @@ PY=${PY:-$ROOT/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 
 stage=0
-stop_stage=4
+stop_stage=5
 dl_dir=download
 musan_dir=""
 vocab_size=500
 jobs=2
+perturb_speed=true
+lm_order=6
+lm_max_lines=1000000
 download=1
 
-usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,25p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -41,6 +50,9 @@ while [ $# -gt 0 ]; do
     --musan-dir) musan_dir=$2; shift 2 ;;
     --vocab-size) vocab_size=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --perturb-speed) perturb_speed=$2; shift 2 ;;
+    --lm-order) lm_order=$2; shift 2 ;;
+    --lm-max-lines) lm_max_lines=$2; shift 2 ;;
     --no-download) download=0; shift ;;
     -h|--help) usage 0 ;;
     *) echo "prepare.sh: unknown option $1" >&2; usage 2 ;;
@@ -114,7 +126,8 @@ if run_stage 2; then
     log "stage 2: features already computed ($m)"
   else
     log "stage 2: fbank (+speed perturbation for train) -> data/fbank"
-    timed "stage 2" "$PY" -m asr.data.features --manifests data/manifests --out data/fbank --jobs "$jobs"
+    timed "stage 2" "$PY" -m asr.data.features --manifests data/manifests --out data/fbank --jobs "$jobs" \
+      --perturb-speed "$perturb_speed"
     touch "$m"
   fi
 fi
@@ -141,6 +154,25 @@ if run_stage 4; then
   else
     log "stage 4: BPE ($vocab_size units, unigram) -> $lang_dir/bpe.model"
     timed "stage 4" "$PY" -m asr.data.bpe --manifests data/manifests --lang-dir "$lang_dir" --vocab-size "$vocab_size"
+    touch "$m"
+  fi
+fi
+if run_stage 5; then
+  lm_text="$dl_dir/lm/librispeech-lm-norm.txt.gz"
+  lm_out="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
+  m=$(done_marker 5 "${corpus_id}.bpe${vocab_size}.lm${lm_order}")
+  if [ -f "$m" ] && [ -f "$lm_out" ]; then
+    log "stage 5: $lm_out already trained"
+  else
+    if [ -f "$lm_text" ]; then
+      src=(--text "$lm_text" --max-lines "$lm_max_lines")
+    else
+      log "stage 5: no $lm_text; the LM is trained on the train transcripts"
+      src=(--manifests data/manifests)
+    fi
+    log "stage 5: ${lm_order}-gram token LM -> $lm_out"
+    timed "stage 5" "$PY" -m asr.lm.token_lm --bpe-model "$lang_dir/bpe.model" --order "$lm_order" \
+      --out "$lm_out" "${src[@]}"
     touch "$m"
   fi
 fi

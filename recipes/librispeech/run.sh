@@ -5,14 +5,16 @@
 #   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
 # Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default 32
-# for the demo, whose 2 h are too few for 500 pieces, else 500), --work-dir, and extra arguments passed through:
+# for the demo, whose 2 h are too few for 500 pieces, else 500), --lm-order (token n-gram LM of prepare.sh stage 5,
+# default 6), --work-dir, and extra arguments passed through:
 # --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
 # Stages (--stage N --stop-stage M, inclusive):
 #   0  synthesise the demo corpus (only when --dl-dir is the demo default)
-#   1  prepare.sh: manifests, fbank (+speed perturbation), BPE
+#   1  prepare.sh: manifests, fbank (+speed perturbation), BPE, token n-gram LM
 #   2  train (torchrun when --nproc > 1)
-#   3  decode: greedy and modified beam search on every test set, WER table
+#   3  decode: greedy, modified beam search, and modified beam search with shallow fusion of the token LM and
+#      the lexicon of prepare.sh stage 5 on every test set; WER table
 #   4  export the training loss curve to exp_dir/loss.png
 # Every stage is safe to re-run: finished work is skipped and training resumes from its latest checkpoint.
 # Relative paths (download/, data/, exp/) are under --work-dir, by default this recipe's folder.
@@ -29,15 +31,16 @@ dl_dir=$demo_dir
 experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
+lm_order=6            # token n-gram LM for shallow fusion (prepare.sh stage 5)
 vocab_size=""         # BPE units for prepare.sh; empty: 32 for experiment=demo (its model.vocab_size), else 500
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
 prepare_args=""       # extra arguments for prepare.sh (e.g. --musan-dir, --jobs)
 train_args=""         # extra Hydra overrides for train.py
-decode_methods="greedy modified_beam_search"
+decode_methods="greedy modified_beam_search modified_beam_search_lm"
 decode_args=""        # extra Hydra overrides for decode.py
 
-usage() { sed -n '2,18p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --exp-dir) exp_dir=$2; shift 2 ;;
     --nproc) nproc=$2; shift 2 ;;
     --vocab-size) vocab_size=$2; shift 2 ;;
+    --lm-order) lm_order=$2; shift 2 ;;
     --work-dir) work_dir=$2; shift 2 ;;
     --demo-args) demo_args=$2; shift 2 ;;
     --prepare-args) prepare_args=$2; shift 2 ;;
@@ -81,7 +85,7 @@ fi
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: prepare.sh --dl-dir $dl_dir --vocab-size $vocab_size"
   # shellcheck disable=SC2086
-  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" --vocab-size "$vocab_size" $prepare_args
+  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" --vocab-size "$vocab_size" --lm-order "$lm_order" $prepare_args
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -95,11 +99,19 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  lm="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
+  lexicon="data/lm_bpe_${vocab_size}/words.txt"
   for method in $decode_methods; do
+    extra=()
+    if [ "$method" = modified_beam_search_lm ]; then
+      [ -f "$lm" ] || { log "stage 3: no $lm (prepare.sh stage 5); $method skipped"; continue; }
+      extra=(decode.lm="$lm")
+      [ -f "$lexicon" ] && extra+=(decode.lexicon="$lexicon")
+    fi
     log "stage 3: decode $method"
     set -f
     # shellcheck disable=SC2086
-    "$PY" "$HERE/decode.py" exp_dir="$exp_dir" decode="$method" $decode_args
+    "$PY" "$HERE/decode.py" exp_dir="$exp_dir" decode="$method" "${extra[@]}" $decode_args
     set +f
   done
   log "WER summary ($exp_dir)"

@@ -10,6 +10,7 @@ from data_fixtures import make_corpus
 from lhotse import load_manifest
 
 from asr.data.tokenizer import Tokenizer
+from asr.lm.token_lm import load_token_lm
 
 PREPARE = Path(__file__).resolve().parents[2] / "recipes" / "librispeech" / "prepare.sh"
 
@@ -36,10 +37,20 @@ def test_prepare_sh_stages(tmp_path):
     cuts = load_manifest(work / "data" / "fbank" / "librispeech_cuts_train-all-shuf.jsonl.gz")
     assert len(cuts) == 18 and {c.id.split("_sp")[0] for c in cuts} == {f"100-1000-{i:04d}" for i in range(6)}
     assert (work / "data" / "fbank" / "librispeech_cuts_test-clean.jsonl.gz").is_file()
-    assert Tokenizer(work / "data" / "lang_bpe_30" / "bpe.model").vocab_size == 30
+    tokenizer = Tokenizer(work / "data" / "lang_bpe_30" / "bpe.model")
+    assert tokenizer.vocab_size == 30
+    assert "no download" not in out and "the LM is trained on the train transcripts" in out  # no lm/ text here
+    lm = load_token_lm(work / "data" / "lm_bpe_30" / "tokens_6gram.arpa", tokenizer)
+    assert lm.order == 6 and lm.vocab_size == 30
 
     again = _run(work, "--dl-dir", str(corpus), "--vocab-size", "30", "--no-download")
-    assert again.returncode == 0 and again.stdout.count("already") == 3
+    assert again.returncode == 0 and again.stdout.count("already") == 4
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    r = _run(flat, "--dl-dir", str(corpus), "--stop-stage", "2", "--perturb-speed", "false", "--no-download")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(load_manifest(flat / "data" / "fbank" / "librispeech_cuts_train-all-shuf.jsonl.gz")) == 6
 
     other = tmp_path / "other"
     make_corpus(other, {"dev-clean": 1})
