@@ -2,7 +2,7 @@
 """Synthesise a small LibriSpeech-layout corpus with offline TTS voices (no download needed).
 
     python scripts/make_demo_corpus.py --out recipes/librispeech/download/demo [--seed 0] \
-        [--train-minutes 120 --eval-minutes 10] [--jobs 2]
+        [--train-minutes 540 --eval-minutes 10] [--jobs 2]
 
 Writes OUT/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac (16 kHz
 mono), upper-case <spk>-<chapter>.trans.txt files and OUT/LibriSpeech/SPEAKERS.TXT, so that
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="corpus root; LibriSpeech/ is written inside")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train-minutes", type=float, default=120.0, help="train-clean-100 size (default 2 h)")
+    ap.add_argument("--train-minutes", type=float, default=540.0, help="train-clean-100 size (default 9 h)")
     ap.add_argument("--eval-minutes", type=float, default=10.0, help="dev-clean and test-clean size each")
     ap.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes")
     args = ap.parse_args(argv)

@@ -56,6 +56,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
     cmd = [
         "bash", str(RUN), "--work-dir", str(tmp_path),
         "--demo-args", "--train-minutes 3 --eval-minutes 0.5",
+        "--prepare-args", "--perturb-speed true",  # 3 min x 3 speeds: the copies stand in for a bigger corpus
         "--train-args", TRAIN_ARGS,
         "--decode-methods", "greedy modified_beam_search modified_beam_search_lm",
         "--decode-args", "epoch=0 avg=1 test_dirs=[download/demo/LibriSpeech/train-clean-100] test_sets=[test-clean]",

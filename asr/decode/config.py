@@ -28,6 +28,11 @@ class SearchConfig:
     # modified_beam_search only: a word list (one word first on each line; prepare.sh stage 5 writes
     # data/lm_bpe_<N>/words.txt from the LM text): hypotheses may only spell these words. Empty: no lexicon.
     lexicon: str = ""
+    # modified_beam_search with a lexicon: a word n-gram over its words (data/lm_bpe_<N>/words_<order>gram.arpa),
+    # scored as each word completes, and its weight. Empty: none.
+    word_lm: str = ""
+    word_lm_scale: float = 0.5
+    word_lm_bonus: float = 0.0  # added per completed word, against the deletions the word LM's cost causes
 
 
 @dataclass

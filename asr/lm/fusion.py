@@ -10,6 +10,8 @@ search stays exact.
 - `LexiconFusion`: closed vocabulary: a label may only continue a word of the lexicon, and the sentence may only end
   after a whole word (0 or -inf), like decoding with a lexicon in a WFST decoder. Works on any segmentation of a word
   into BPE pieces, since pieces are matched letter by letter on a prefix tree of the words.
+- `WordNgramFusion`: a word n-gram over the lexicon's words, scored as each word completes (with the lexicon's
+  constraint), like the G of a WFST decoder's LG.
 - `SumFusion`: several scorers together.
 """
 
@@ -77,8 +79,8 @@ class LexiconFusion:
     def __init__(self, words: Iterable[str], pieces: Sequence[str]) -> None:
         self.vocab_size = len(pieces)
         self._children: list[dict[str, int]] = [{}]
-        self._is_word: list[bool] = [False]
-        for w in words:
+        self._word: list[int] = [-1]  # index in `words` of the word ending at each node, -1: none
+        for i, w in enumerate(words):
             node = 0
             for ch in w:
                 nxt = self._children[node].get(ch)
@@ -86,11 +88,11 @@ class LexiconFusion:
                     nxt = len(self._children)
                     self._children[node][ch] = nxt
                     self._children.append({})
-                    self._is_word.append(False)
+                    self._word.append(-1)
                 node = nxt
-            if node:
-                self._is_word[node] = True
-        self.num_words = sum(self._is_word)
+            if node and self._word[node] < 0:
+                self._word[node] = i
+        self.num_words = sum(w >= 0 for w in self._word)
         if self.num_words == 0:
             raise ValueError("the lexicon holds no word")
         self._pieces = [None if (p.startswith("<") and p.endswith(">")) else p for p in pieces]
@@ -109,7 +111,7 @@ class LexiconFusion:
         if piece is None or node == -1:
             return -1
         if piece.startswith(WORD_BOUNDARY):
-            if node == -2 or (node > 0 and not self._is_word[node]):
+            if node == -2 or (node > 0 and self._word[node] < 0):
                 return -1  # the previous word is empty or unfinished
             return self._walk(0, piece[1:]) if len(piece) > 1 else -2
         if node == 0:
@@ -134,7 +136,69 @@ class LexiconFusion:
 
     def final(self, state: int) -> float:
         """0 after a whole word (or before any: an empty hypothesis), -inf inside a word."""
-        return 0.0 if state == 0 or (state > 0 and self._is_word[state]) else -np.inf
+        return 0.0 if state == 0 or self.word_at(state) >= 0 else -np.inf
+
+    def word_at(self, state: int) -> int:
+        """Index (in the `words` given) of the word that ends at this state, -1 when none does."""
+        return self._word[state] if state > 0 else -1
+
+    def starts_word(self) -> np.ndarray:
+        """(V,) bool: labels whose piece starts a word ("▁...")."""
+        return np.asarray([p is not None and p.startswith(WORD_BOUNDARY) for p in self._pieces])
+
+
+class WordNgramFusion:
+    """A word n-gram over a lexicon's words, scored when a word is complete: when the next word starts, and at the
+    end (with </s>); plus `bonus` per word, against deletions; it includes the lexicon's constraint. The state is (lexicon node, last order - 1 word ids).
+
+    `lm_ids[i]` is the word LM's id of the lexicon's i-th word. Combine it with a token n-gram (`SumFusion`) so
+    that the letters inside a word are guided too: the word score only arrives at the word's end.
+    """
+
+    def __init__(self, lm: NgramLm, lexicon: LexiconFusion, lm_ids: Sequence[int], scale: float,
+                 bonus: float = 0.0) -> None:
+        self.lm, self.lexicon, self.scale, self.bonus = lm, lexicon, scale, bonus
+        self.lm_ids = list(lm_ids)
+        self.vocab_size = lexicon.vocab_size
+        self._starts = lexicon.starts_word()
+        self._width = max(lm.order - 1, 1)
+        self._rows: dict[tuple, np.ndarray] = {}
+
+    def initial_state(self) -> tuple[int, tuple[int, ...]]:
+        return (self.lexicon.initial_state(), (self.lm.bos,) * self._width)
+
+    def _word_score(self, node: int, history: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
+        """scale * log p(word ending at node | history) + bonus and the history after it; (0, history) when no
+        word ends there."""
+        w = self.lexicon.word_at(node)
+        if w < 0:
+            return 0.0, history
+        wid = self.lm_ids[w]
+        return self.scale * float(self.lm.log_probs(history)[wid]) + self.bonus, (*history[1:], wid)
+
+    def scores(self, state: tuple) -> np.ndarray:
+        row = self._rows.get(state)
+        if row is None:
+            node, history = state
+            row = self.lexicon.scores(node).copy()
+            score, _ = self._word_score(node, history)
+            row[self._starts] += np.float32(score)
+            self._rows[state] = row
+        return row
+
+    def advance(self, state: tuple, label: int) -> tuple:
+        node, history = state
+        if self._starts[label]:
+            _, history = self._word_score(node, history)
+        return (self.lexicon.advance(node, label), history)
+
+    def final(self, state: tuple) -> float:
+        node, history = state
+        end = self.lexicon.final(node)
+        if not np.isfinite(end):
+            return end
+        score, history = self._word_score(node, history)
+        return end + score + self.scale * float(self.lm.log_probs(history)[self.lm.eos])
 
 
 class SumFusion:

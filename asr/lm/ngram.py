@@ -1,9 +1,9 @@
-"""A token-level back-off n-gram language model: ARPA reading and writing, and next-token log-probabilities.
+"""A back-off n-gram language model over integer ids: ARPA reading and writing, and next-id log-probabilities.
 
-The LM is over the ids of the BPE model the transducer was trained with (icefall's token-level n-grams for LODR and
-shallow fusion are the same idea), so a hypothesis' context indexes it directly. Sentence start and end are the
-`<s>` / `</s>` of ARPA files; they map to ids `bos` / `eos`, which may be the same id (the BPE's `<sos/eos>`):
-`<s>` only ever appears as context and `</s>` only as a predicted token, so one id can serve both.
+The ids are the BPE pieces the transducer was trained with (a token LM, as icefall's token-level n-grams for LODR
+and shallow fusion), so a hypothesis' context indexes it directly, or the words of a lexicon (a word LM). Sentence
+start and end are the `<s>` / `</s>` of ARPA files; they map to ids `bos` / `eos`, which may be the same id (the
+BPE's `<sos/eos>`): `<s>` only ever appears as context and `</s>` only as a predicted token, so one id serves both.
 
 Back-off semantics are ARPA's: for a context h and token w,
     log p(w | h) = log p*(h, w)                      when (h, w) is listed,

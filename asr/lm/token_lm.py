@@ -17,9 +17,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from asr.data.tokenizer import Tokenizer
 from asr.lm.kneser_ney import train_kneser_ney
-from asr.lm.fusion import FusionScorer, LexiconFusion, NgramFusion, SumFusion
+from asr.lm.fusion import FusionScorer, LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
 from asr.lm.ngram import NgramLm, read_arpa, write_arpa
 
 log = logging.getLogger(__name__)
@@ -48,14 +50,18 @@ def _special_ids(tokenizer: Tokenizer) -> tuple[int, int]:
     return sos, sos
 
 
-def train_token_lm(lines: Iterable[str], tokenizer: Tokenizer, order: int, out: Path) -> dict[str, int]:
+def train_token_lm(lines: Iterable[str], tokenizer: Tokenizer, order: int, out: Path,
+                   word_order: int = 0) -> dict[str, int]:
     """Trains an interpolated Kneser-Ney LM on `lines` and writes it as ARPA to `out`, and the words of the kept
-    lines with their counts, most frequent first, to `out`'s folder/words.txt (the lexicon); returns line counts."""
+    lines with their counts, most frequent first, to `out`'s folder/words.txt (the lexicon); with word_order > 0
+    also a word n-gram over those words, words_<word_order>gram.arpa beside them. Returns line counts."""
     bos, eos = _special_ids(tokenizer)
     stats = {"lines": 0, "skipped_empty": 0, "skipped_unk": 0}
     sentences: list[list[int]] = []
     batch: list[str] = []
     words: Counter[str] = Counter()
+    word_index: dict[str, int] = {}  # order of first appearance, while reading
+    word_sentences: list[list[int]] = []
 
     def flush() -> None:
         for text, ids in zip(batch, tokenizer.encode(batch)):
@@ -65,7 +71,10 @@ def train_token_lm(lines: Iterable[str], tokenizer: Tokenizer, order: int, out: 
                 stats["skipped_unk"] += 1
             else:
                 sentences.append(ids)
-                words.update(text.split())
+                split = text.split()
+                words.update(split)
+                if word_order > 0:
+                    word_sentences.append([word_index.setdefault(w, len(word_index)) for w in split])
         batch.clear()
 
     for line in lines:
@@ -81,8 +90,18 @@ def train_token_lm(lines: Iterable[str], tokenizer: Tokenizer, order: int, out: 
     tables = train_kneser_ney(sentences, order, tokenizer.vocab_size, bos, eos, exclude=(tokenizer.blank_id,))
     symbols = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
     write_arpa(out, tables.ngrams, symbols, bos, eos, tables.bos_backoff)
-    (out.parent / WORDS_FILE).write_text("".join(f"{w} {c}\n" for w, c in words.most_common()), encoding="utf-8")
+    ranked = [w for w, _ in words.most_common()]
+    (out.parent / WORDS_FILE).write_text("".join(f"{w} {words[w]}\n" for w in ranked), encoding="utf-8")
     stats["words"] = len(words)
+    if word_order > 0:  # word ids: 0 unused, 1 <s>/</s>, 2 + rank in words.txt
+        remap = np.zeros(len(word_index), dtype=np.int64)
+        for rank, w in enumerate(ranked):
+            remap[word_index[w]] = rank + 2
+        word_tables = train_kneser_ney([remap[s] for s in word_sentences], word_order, len(ranked) + 2, 1, 1)
+        write_arpa(out.parent / f"words_{word_order}gram.arpa", word_tables.ngrams, ["<eps>", "<sos/eos>", *ranked],
+                   1, 1, word_tables.bos_backoff)
+        for n, (ids, _, _) in enumerate(word_tables.ngrams, start=1):
+            stats[f"word {n}-grams"] = len(ids)
     stats["sentences"] = len(sentences)
     stats["tokens"] = sum(len(s) for s in sentences)
     for n, (ids, _, _) in enumerate(tables.ngrams, start=1):
@@ -100,10 +119,21 @@ def load_token_lm(path: str | Path, tokenizer: Tokenizer) -> NgramLm:
     return read_arpa(path, symbol_ids, bos, eos, tokenizer.vocab_size)
 
 
-def load_fusion(lm_path: str, lm_scale: float, lm_bonus: float, lexicon_path: str,
-                tokenizer: Tokenizer) -> tuple[FusionScorer | None, str]:
+def load_word_lm(path: str | Path, words: list[str]) -> NgramLm:
+    """Reads a word ARPA LM over `words` (ids 2 + index; 1 is <s>/</s>), as train_token_lm writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no word LM at {path}: run recipes/librispeech/prepare.sh (stage 5) first")
+    symbol_ids = {w: i + 2 for i, w in enumerate(words)}
+    return read_arpa(path, symbol_ids, 1, 1, len(words) + 2)
+
+
+def load_fusion(lm_path: str, lm_scale: float, lm_bonus: float, lexicon_path: str, tokenizer: Tokenizer,
+                word_lm_path: str = "", word_lm_scale: float = 0.0,
+                word_lm_bonus: float = 0.0) -> tuple[FusionScorer | None, str]:
     """The shallow-fusion scorer of a decoding config and a short name for result files, e.g.
-    "lm_tokens_6gram_scale_0.5_bonus_0.5_lexicon"; (None, "") when neither an LM nor a lexicon is given."""
+    "lm_tokens_6gram_scale_0.5_bonus_0.5_lexicon"; (None, "") when neither an LM nor a lexicon is given.
+    A word LM (`word_lm_path`, over the lexicon's words) needs the lexicon."""
     scorers: list[FusionScorer] = []
     names: list[str] = []
     if lm_path:
@@ -115,8 +145,17 @@ def load_fusion(lm_path: str, lm_scale: float, lm_bonus: float, lexicon_path: st
             raise FileNotFoundError(f"no lexicon at {path}: run recipes/librispeech/prepare.sh (stage 5) first")
         words = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
-        scorers.append(LexiconFusion(words, pieces))
-        names.append("lexicon")
+        lexicon = LexiconFusion(words, pieces)
+        if word_lm_path:
+            word_lm = load_word_lm(word_lm_path, words)
+            scorers.append(WordNgramFusion(word_lm, lexicon, range(2, len(words) + 2), word_lm_scale, word_lm_bonus))
+            names.append(f"lexicon_{Path(word_lm_path).name.split('.')[0]}_scale_{word_lm_scale:g}"
+                         f"_bonus_{word_lm_bonus:g}")
+        else:
+            scorers.append(lexicon)
+            names.append("lexicon")
+    elif word_lm_path:
+        raise ValueError("a word LM (decode.word_lm) needs the lexicon it is over (decode.lexicon)")
     if not scorers:
         return None, ""
     return (scorers[0] if len(scorers) == 1 else SumFusion(scorers)), "_".join(names)
@@ -130,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text", type=Path, action="append", default=[], help="LM text file(s), one sentence a line")
     ap.add_argument("--manifests", type=Path, help="without --text: the train transcripts of these manifests")
     ap.add_argument("--max-lines", type=int, default=0, help="read at most this many lines (0: all)")
+    ap.add_argument("--word-order", type=int, default=0, help="also a word n-gram of this order (0: none)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     t0 = time.time()
@@ -146,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             lines = train_transcripts(args.manifests)
         else:
             raise ValueError("give --text FILE or --manifests DIR")
-        stats = train_token_lm(lines, tokenizer, args.order, args.out)
+        stats = train_token_lm(lines, tokenizer, args.order, args.out, args.word_order)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"asr.lm.token_lm: {e}")
     log.info("%d-gram token LM -> %s in %.0f s: %s", args.order, args.out, time.time() - t0, stats)

@@ -74,7 +74,8 @@ def main(dict_cfg: DictConfig) -> None:
 
     method = cfg.decode.method
     fusion, fusion_name = load_fusion(cfg.decode.lm, cfg.decode.lm_scale, cfg.decode.lm_bonus, cfg.decode.lexicon,
-                                      tokenizer)
+                                      tokenizer, cfg.decode.word_lm, cfg.decode.word_lm_scale,
+                                      cfg.decode.word_lm_bonus)
     setting = method if method == "greedy" else f"{method}_beam_{cfg.decode.beam}"
     if fusion is not None:  # results of shallow fusion go beside, not over, those without
         method = f"{method}_lm"

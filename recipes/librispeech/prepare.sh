@@ -7,8 +7,8 @@
 # Options: --dl-dir DIR (holds LibriSpeech/; default download), --stage N, --stop-stage M (inclusive),
 #          --musan-dir DIR, --vocab-size N (BPE units, default 500), --jobs N (parallel jobs, default 2),
 #          --perturb-speed true|false (stage 2's 0.9/1.1 copies of the training subsets; default true),
-#          --lm-order N, --lm-max-lines N (stage 5: token n-gram order, default 6; LM text lines read, default
-#          1000000, 0 = all),
+#          --lm-order N, --word-lm-order N, --lm-max-lines N (stage 5: token n-gram order, default 6; word n-gram
+#          order, default 3, 0 = none; LM text lines read, default 1000000, 0 = all),
 #          --no-download (stage 0 never downloads; by default a missing LibriSpeech/ is fetched with lhotse when
 #          openslr.org can be reached, as icefall does).
 # Stages:
@@ -21,7 +21,8 @@
 #      <sos/eos>=1, <unk>=2)
 #   5  token n-gram LM (interpolated Kneser-Ney over the BPE pieces) on DIR/lm/librispeech-lm-norm.txt.gz (where
 #      LibriSpeech's LM corpus goes; the demo corpus writes its own) or, without it, the train transcripts
-#      -> data/lm_bpe_<N>/tokens_<order>gram.arpa, for modified beam search with shallow fusion
+#      -> data/lm_bpe_<N>/tokens_<order>gram.arpa, words.txt (the lexicon) and words_<order>gram.arpa, for
+#      modified beam search with shallow fusion
 # Each finished stage leaves data/.done.stage<N>.<what>; a re-run skips it (delete the marker to redo).
 set -euo pipefail
 
@@ -38,6 +39,7 @@ vocab_size=500
 jobs=2
 perturb_speed=true
 lm_order=6
+word_lm_order=3
 lm_max_lines=1000000
 download=1
 
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --perturb-speed) perturb_speed=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
+    --word-lm-order) word_lm_order=$2; shift 2 ;;
     --lm-max-lines) lm_max_lines=$2; shift 2 ;;
     --no-download) download=0; shift ;;
     -h|--help) usage 0 ;;
@@ -160,7 +163,7 @@ fi
 if run_stage 5; then
   lm_text="$dl_dir/lm/librispeech-lm-norm.txt.gz"
   lm_out="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
-  m=$(done_marker 5 "${corpus_id}.bpe${vocab_size}.lm${lm_order}")
+  m=$(done_marker 5 "${corpus_id}.bpe${vocab_size}.lm${lm_order}.words${word_lm_order}")
   if [ -f "$m" ] && [ -f "$lm_out" ]; then
     log "stage 5: $lm_out already trained"
   else
@@ -172,7 +175,7 @@ if run_stage 5; then
     fi
     log "stage 5: ${lm_order}-gram token LM -> $lm_out"
     timed "stage 5" "$PY" -m asr.lm.token_lm --bpe-model "$lang_dir/bpe.model" --order "$lm_order" \
-      --out "$lm_out" "${src[@]}"
+      --word-order "$word_lm_order" --out "$lm_out" "${src[@]}"
     touch "$m"
   fi
 fi

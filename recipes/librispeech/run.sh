@@ -6,7 +6,7 @@
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
 # Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default 32
 # for the demo, whose 2 h are too few for 500 pieces, else 500), --lm-order (token n-gram LM of prepare.sh stage 5,
-# default 6), --work-dir, and extra arguments passed through:
+# default 8 for the demo, else 6), --work-dir, and extra arguments passed through:
 # --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
 # Stages (--stage N --stop-stage M, inclusive):
@@ -31,7 +31,7 @@ dl_dir=$demo_dir
 experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
-lm_order=6            # token n-gram LM for shallow fusion (prepare.sh stage 5)
+lm_order=""           # token n-gram LM for shallow fusion (prepare.sh stage 5); empty: 8 for the demo's letters, else 6
 vocab_size=""         # BPE units for prepare.sh; empty: 32 for experiment=demo (its model.vocab_size), else 500
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
@@ -65,6 +65,9 @@ done
 if [ -z "$vocab_size" ]; then
   if [ "$experiment" = demo ]; then vocab_size=32; else vocab_size=500; fi
 fi
+if [ -z "$lm_order" ]; then
+  if [ "$vocab_size" -le 64 ]; then lm_order=8; else lm_order=6; fi  # letters need longer contexts than pieces
+fi
 
 [ -x "$PY" ] || { echo "run.sh: $PY not found; run 'bash scripts/setup.sh' first" >&2; exit 1; }
 mkdir -p "$work_dir"
@@ -83,9 +86,14 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: prepare.sh --dl-dir $dl_dir --vocab-size $vocab_size"
+  # The demo corpus already speaks each sentence at one of several speeds: no speed-perturbed copies (the 20-minute
+  # budget sees each utterance 5 times as it is); --prepare-args "--perturb-speed true" brings them back.
+  demo_prepare=()
+  [ "$dl_dir" = "$demo_dir" ] && demo_prepare=(--perturb-speed false)
+  log "stage 1: prepare.sh --dl-dir $dl_dir --vocab-size $vocab_size --lm-order $lm_order ${demo_prepare[*]} $prepare_args"
   # shellcheck disable=SC2086
-  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" --vocab-size "$vocab_size" --lm-order "$lm_order" $prepare_args
+  bash "$HERE/prepare.sh" --dl-dir "$dl_dir" --vocab-size "$vocab_size" --lm-order "$lm_order" "${demo_prepare[@]}" \
+    $prepare_args
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -101,12 +109,14 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   lm="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
   lexicon="data/lm_bpe_${vocab_size}/words.txt"
+  word_lm="data/lm_bpe_${vocab_size}/words_3gram.arpa"
   for method in $decode_methods; do
     extra=()
     if [ "$method" = modified_beam_search_lm ]; then
       [ -f "$lm" ] || { log "stage 3: no $lm (prepare.sh stage 5); $method skipped"; continue; }
       extra=(decode.lm="$lm")
       [ -f "$lexicon" ] && extra+=(decode.lexicon="$lexicon")
+      [ -f "$lexicon" ] && [ -f "$word_lm" ] && extra+=(decode.word_lm="$word_lm")
     fi
     log "stage 3: decode $method"
     set -f

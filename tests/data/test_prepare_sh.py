@@ -42,6 +42,7 @@ def test_prepare_sh_stages(tmp_path):
     assert "no download" not in out and "the LM is trained on the train transcripts" in out  # no lm/ text here
     lm = load_token_lm(work / "data" / "lm_bpe_30" / "tokens_6gram.arpa", tokenizer)
     assert lm.order == 6 and lm.vocab_size == 30
+    assert (work / "data" / "lm_bpe_30" / "words_3gram.arpa").is_file()
 
     again = _run(work, "--dl-dir", str(corpus), "--vocab-size", "30", "--no-download")
     assert again.returncode == 0 and again.stdout.count("already") == 4

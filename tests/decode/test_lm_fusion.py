@@ -8,7 +8,7 @@ import torch
 
 from asr.decode.modified_beam_search import modified_beam_search
 from asr.decode.search import search
-from asr.lm.fusion import LexiconFusion, NgramFusion, SumFusion
+from asr.lm.fusion import LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
 from asr.lm.kneser_ney import train_kneser_ney
 from asr.lm.ngram import NgramLm, read_arpa, write_arpa
 
@@ -134,3 +134,36 @@ def test_wide_beam_lexicon_search_is_exact(seed):
     assert got == [want]
     combined = SumFusion([lex, LexiconFusion(WORDS, PIECES)])  # the same constraint twice changes nothing
     assert modified_beam_search(model, enc, torch.tensor([4]), beam=6**4, length_norm=False, fusion=combined) == got
+
+
+def word_lm(tmp_path, order: int) -> NgramLm:
+    """A word n-gram over WORDS (ids 2, 3, 4; 1 is <s>/</s>)."""
+    rng = np.random.default_rng(order)
+    sentences = [list(rng.choice([2, 3, 4], size=rng.integers(1, 4), p=[0.5, 0.3, 0.2])) for _ in range(30)]
+    tables = train_kneser_ney(sentences, order, 5, 1, 1)
+    symbols = ["<eps>", "<sos/eos>", *WORDS]
+    write_arpa(tmp_path / "words.arpa", tables.ngrams, symbols, 1, 1, tables.bos_backoff)
+    return read_arpa(tmp_path / "words.arpa", {s: i for i, s in enumerate(symbols)}, 1, 1, 5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("order,scale,bonus", [(2, 1.0, 0.0), (3, 0.6, 1.2)])
+def test_wide_beam_word_lm_search_is_exact(tmp_path, seed, order, scale, bonus):
+    """Among the sequences the lexicon allows, the best of AM + scale * log p_wordLM(words </s>) + bonus * words."""
+    lm = word_lm(tmp_path, order)
+    model = TinyTransducer(vocab_size=6, seed=seed).eval()
+    torch.manual_seed(seed)
+    enc = torch.randn(1, 4, 8, dtype=torch.float64)
+    _, hyps = exact_best(model, enc[0], length_norm=False)
+    c = model.context_size
+
+    def fused(ys: tuple) -> float:
+        words = spelt(list(ys[c:])).split()
+        ids = [WORDS.index(w) + 2 for w in words]
+        return hyps[ys] + scale * lm.sentence_log_prob(ids) + bonus * len(words)
+
+    allowed = [ys for ys in hyps if lexicon_ok(list(ys[c:]))]
+    want = list(max(allowed, key=fused)[c:])
+    fusion = WordNgramFusion(lm, LexiconFusion(WORDS, PIECES), [2, 3, 4], scale, bonus)
+    got = modified_beam_search(model, enc, torch.tensor([4]), beam=6**4, length_norm=False, fusion=fusion)
+    assert got == [want]

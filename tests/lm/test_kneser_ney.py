@@ -90,7 +90,6 @@ def test_hand_computed_unigram(tmp_path):
     # <s> a b c </s> | <s> a b d </s> | <s> b c a b </s> | <s> c c d </s>: distinct left neighbours of each token
     cont = {2: 2, 3: 2, 4: 3, 5: 2, EOS: 3}  # a {<s>, c}, b {a, <s>}, c {b, <s>, c}, d {b, c}, </s> {c, d, b}
     n1 = sum(c == 1 for c in cont.values())
-    n2 = sum(c == 2 for c in cont.values())
     assert n1 == 0  # no count of 1: the discount falls back to 0.5
     d = 0.5
     total = sum(cont.values())

@@ -10,8 +10,8 @@ import pytest
 
 from asr.data.bpe import train_bpe
 from asr.data.tokenizer import Tokenizer
-from asr.lm.fusion import NgramFusion, SumFusion
-from asr.lm.token_lm import load_fusion, load_token_lm, main, train_token_lm
+from asr.lm.fusion import NgramFusion, SumFusion, WordNgramFusion
+from asr.lm.token_lm import load_fusion, load_token_lm, load_word_lm, main, train_token_lm
 
 TEXT = ["THE CAT SAT ON THE MAT", "THE DOG SAT ON THE LOG", "A CAT AND A DOG", "THE MAT AND THE LOG"] * 5
 
@@ -84,3 +84,18 @@ def test_load_fusion_combines_lm_and_lexicon(tokenizer, tmp_path):
         assert np.isfinite(total + both.final(state)) == ok, text
     with pytest.raises(FileNotFoundError, match="stage 5"):
         load_fusion("", 0.5, 0.0, str(tmp_path / "none.txt"), tokenizer)
+
+
+def test_word_lm_is_trained_over_the_lexicon(tokenizer, tmp_path):
+    stats = train_token_lm(TEXT, tokenizer, 3, tmp_path / "tokens_3gram.arpa", word_order=2)
+    assert stats["word 1-grams"] == stats["words"] + 1  # every word and </s>
+    words = [line.split()[0] for line in (tmp_path / "words.txt").read_text().splitlines()]
+    lm = load_word_lm(tmp_path / "words_2gram.arpa", words)
+    ids = {w: i + 2 for i, w in enumerate(words)}
+    assert lm.sentence_log_prob([ids[w] for w in "THE CAT SAT ON THE MAT".split()]) > lm.sentence_log_prob(
+        [ids[w] for w in "MAT THE ON SAT CAT THE".split()]) + 3
+    fusion, name = load_fusion("", 0.0, 0.0, str(tmp_path / "words.txt"), tokenizer,
+                               str(tmp_path / "words_2gram.arpa"), 0.5, 1.0)
+    assert isinstance(fusion, WordNgramFusion) and name == "lexicon_words_2gram_scale_0.5_bonus_1"
+    with pytest.raises(ValueError, match="needs the lexicon"):
+        load_fusion("", 0.0, 0.0, "", tokenizer, str(tmp_path / "words_2gram.arpa"), 0.5)
