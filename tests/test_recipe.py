@@ -74,7 +74,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
     assert losses[-1] < 0.5 * losses[0], losses  # training learns
     assert (exp / "loss.png").read_bytes()[:4] == b"\x89PNG"
     lm_dir = tmp_path / "data" / "lm_bpe_32"
-    assert (lm_dir / "tokens_6gram.arpa").is_file() and (lm_dir / "words.txt").is_file()
+    assert (lm_dir / "tokens_8gram.arpa").is_file() and (lm_dir / "words.txt").is_file()
     for method in ("greedy", "modified_beam_search", "modified_beam_search_lm"):
         for name in ("train-clean-100", "test-clean"):
             for kind in ("recogs", "errs", "wer-summary"):

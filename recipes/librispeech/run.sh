@@ -5,7 +5,7 @@
 #   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
 # Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default 32
-# for the demo, whose 2 h are too few for 500 pieces, else 500), --lm-order (token n-gram LM of prepare.sh stage 5,
+# for the demo, whose 9 h are too few for 500 pieces, else 500), --lm-order (token n-gram LM of prepare.sh stage 5,
 # default 8 for the demo, else 6), --work-dir, and extra arguments passed through:
 # --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
@@ -14,7 +14,7 @@
 #   1  prepare.sh: manifests, fbank (+speed perturbation), BPE, token n-gram LM
 #   2  train (torchrun when --nproc > 1)
 #   3  decode: greedy, modified beam search, and modified beam search with shallow fusion of the token LM and
-#      the lexicon of prepare.sh stage 5 on every test set; WER table
+#      the lexicon and word 3-gram of prepare.sh stage 5 on every test set; WER table
 #   4  export the training loss curve to exp_dir/loss.png
 # Every stage is safe to re-run: finished work is skipped and training resumes from its latest checkpoint.
 # Relative paths (download/, data/, exp/) are under --work-dir, by default this recipe's folder.
