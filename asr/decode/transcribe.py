@@ -2,6 +2,12 @@
 
     asr-transcribe --exp-dir recipes/librispeech/exp/l12 --epoch 30 --avg 9 a.flac b.wav
     asr-transcribe --exp-dir exp/demo --checkpoint exp/demo/epoch-3.pt --method modified_beam_search *.wav
+    asr-transcribe --exp-dir exp/demo --method modified_beam_search --beam 32 \
+        --lm data/lm_bpe_32/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 0.3 \
+        --lexicon data/lm_bpe_32/words.txt --word-lm data/lm_bpe_32/words_3gram.arpa a.wav
+
+The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
+shallow fusion of prepare.sh stage 5's token n-gram, lexicon and word n-gram, modified beam search only.
 
 Audio of any sample rate and channel count is read (channels averaged), resampled to 16 kHz, and turned into the
 fbank features of training (lhotse's Fbank, its defaults, with the model's number of bins). A file that is missing or
@@ -22,9 +28,10 @@ import torchaudio
 from lhotse import Fbank, FbankConfig
 
 from asr.data.tokenizer import Tokenizer
-from asr.decode.config import METHODS
+from asr.decode.config import METHODS, SearchConfig, check_search
 from asr.decode.loading import load_model, resolve_device
 from asr.decode.search import search
+from asr.lm.token_lm import load_fusion
 from asr.models import subsampled_lengths
 
 # LibriSpeech, and so every model trained by the recipes, is 16 kHz.
@@ -83,6 +90,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=4, help="beam of the beam searches")
     p.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy: most symbols per frame")
     p.add_argument("--bpe-model", default="", help="default: the training config's, found from the exp dir")
+    d = SearchConfig()
+    p.add_argument("--lm", default="", help="modified_beam_search: token n-gram ARPA for shallow fusion")
+    p.add_argument("--lm-scale", type=float, default=d.lm_scale, help="weight of the token LM's log-probs")
+    p.add_argument("--lm-bonus", type=float, default=d.lm_bonus, help="added per emitted token while fusing")
+    p.add_argument("--lexicon", default="", help="modified_beam_search: words.txt; only its words are spelt")
+    p.add_argument("--word-lm", default="", help="word n-gram ARPA over the lexicon's words (needs --lexicon)")
+    p.add_argument("--word-lm-scale", type=float, default=d.word_lm_scale, help="weight of the word LM")
+    p.add_argument("--word-lm-bonus", type=float, default=d.word_lm_bonus, help="added per completed word")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     p.add_argument("files", nargs="+", type=Path, help="wav/flac files")
     return p.parse_args(argv)
@@ -94,11 +109,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
     device = resolve_device(args.device)
     try:
+        check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
+                                  lm=args.lm, lexicon=args.lexicon))
+    except ValueError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    try:
         loaded = load_model(args.exp_dir, args.epoch, args.avg, args.iter, args.use_averaged_model,
                             args.checkpoint, device)
         tokenizer = Tokenizer(_bpe_model(args.bpe_model, loaded.train_config, args.exp_dir))
     except (OSError, RuntimeError, ValueError) as e:
         print(f"{PROG}: cannot load the model: {e}", file=sys.stderr)
+        return 2
+    try:
+        fusion, _ = load_fusion(args.lm, args.lm_scale, args.lm_bonus, args.lexicon, tokenizer, args.word_lm,
+                                args.word_lm_scale, args.word_lm_bonus)
+    except (OSError, ValueError) as e:
+        print(f"{PROG}: cannot load the LM: {e}", file=sys.stderr)
         return 2
     model = loaded.model
     num_bins = int(loaded.train_config["model"].get("encoder", {}).get("num_features", 80))
@@ -111,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             if int(subsampled_lengths(x_lens)[0]) < 1:
                 raise AudioError(f"too short ({feats.size(0)} feature frames)")
             enc, enc_lens = model.encode(feats.unsqueeze(0).to(device), x_lens.to(device))
-            hyp = search(model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame)
+            hyp = search(model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
+                         fusion=fusion)
             text = tokenizer.decode(hyp)[0].upper()
         except AudioError as e:
             print(f"{PROG}: {path}: {e}", file=sys.stderr)

@@ -42,7 +42,8 @@ class FusionScorer(Protocol):
 
 
 class NgramFusion:
-    """scale * log p_LM(label | context) + bonus; the state is the last order - 1 labels (<s>-padded)."""
+    """scale * log p_LM(label | context) + bonus; the state is the last order - 1 labels (<s>-padded). The LM's
+    <s> and </s> ids (<sos/eos> of the BPE model) are not text: they are never emitted as labels (-inf)."""
 
     def __init__(self, lm: NgramLm, scale: float, bonus: float = 0.0) -> None:
         self.lm, self.scale, self.bonus = lm, scale, bonus
@@ -57,6 +58,7 @@ class NgramFusion:
         row = self._rows.get(state)
         if row is None:
             row = (self.lm.log_probs(state) * np.float32(self.scale) + np.float32(self.bonus)).astype(np.float32)
+            row[[self.lm.bos, self.lm.eos]] = -np.inf  # the LM's sentence marks: an end is final(), never a label
             self._rows[state] = row
         return row
 

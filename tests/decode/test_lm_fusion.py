@@ -14,7 +14,7 @@ from asr.lm.ngram import NgramLm, read_arpa, write_arpa
 
 from decode_fakes import TinyTransducer, exact_best
 
-V = 4  # the tiny model's labels 1..3; the LM's <s>/</s> is id 3 (the model may emit it too: it is just a token)
+V = 4  # the tiny model's labels 1..3; the LM's <s>/</s> is id 3 (the model may emit it; fusion must not)
 BOS = EOS = 3
 
 
@@ -42,6 +42,8 @@ def test_wide_beam_fusion_is_exact(tmp_path, seed, length_norm, order, scale, bo
 
     def fused(ys: tuple) -> float:
         labels = list(ys[c:])
+        if EOS in labels:  # the LM's sentence mark is not a label
+            return -math.inf
         score = hyps[ys] + scale * lm.sentence_log_prob(labels) + bonus * len(labels)
         return score / len(ys) if length_norm else score
 
@@ -51,9 +53,24 @@ def test_wide_beam_fusion_is_exact(tmp_path, seed, length_norm, order, scale, bo
     assert got == [want]
 
 
+def test_fusion_never_emits_the_lm_sentence_mark(tmp_path):
+    """<sos/eos> is the LM's end of sentence, not a label: a model that likes it does not get it through fusion."""
+    lm = tiny_lm(tmp_path, 2)
+    model = TinyTransducer(vocab_size=V, seed=0).eval()
+    with torch.no_grad():
+        model.joiner.output_linear.bias[EOS] = 5.0
+    enc = torch.randn(2, 6, 8, dtype=torch.float64)
+    lens = torch.tensor([6, 4])
+    assert any(EOS in h for h in modified_beam_search(model, enc, lens, beam=4))
+    fused = modified_beam_search(model, enc, lens, beam=4, fusion=NgramFusion(lm, 0.0))
+    assert not any(EOS in h for h in fused) and any(fused)
+
+
 def test_fusion_changes_the_result_and_zero_scale_does_not(tmp_path):
     lm = tiny_lm(tmp_path, 3)
     model = TinyTransducer(vocab_size=V, seed=1).eval()
+    with torch.no_grad():
+        model.joiner.output_linear.bias[EOS] = -1e4  # so that forbidding the LM's sentence mark changes nothing
     torch.manual_seed(1)
     lens = torch.tensor([9, 6, 9, 3])
     enc = torch.randn(len(lens), 9, 8, dtype=torch.float64)
