@@ -4,9 +4,9 @@
 #   bash recipes/librispeech/run.sh                          # the offline demo corpus (synthesised), CPU, small model
 #   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
-# Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default 32
-# for the demo, whose 9 h are too few for 500 pieces, else 500), --lm-order (token n-gram LM of prepare.sh stage 5,
-# default 8 for the demo, else 6), --work-dir, and extra arguments passed through:
+# Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default
+# the experiment's model.vocab_size: 32 for the demo, whose 9 h are too few for 500 pieces, else 500), --lm-order
+# (token n-gram LM of prepare.sh stage 5; default 8 for up to 64 units, else 6), --work-dir, and extra arguments:
 # --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
 # Stages (--stage N --stop-stage M, inclusive):
@@ -32,7 +32,7 @@ experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
 lm_order=""           # token n-gram LM for shallow fusion (prepare.sh stage 5); empty: 8 for the demo's letters, else 6
-vocab_size=""         # BPE units for prepare.sh; empty: 32 for experiment=demo (its model.vocab_size), else 500
+vocab_size=""         # BPE units for prepare.sh; empty: the experiment's model.vocab_size (demo 32, else 500)
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
 prepare_args=""       # extra arguments for prepare.sh (e.g. --musan-dir, --jobs)
@@ -62,14 +62,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ -z "$vocab_size" ]; then
-  if [ "$experiment" = demo ]; then vocab_size=32; else vocab_size=500; fi
+[ -x "$PY" ] || { echo "run.sh: $PY not found; run 'bash scripts/setup.sh' first" >&2; exit 1; }
+if [ -z "$vocab_size" ]; then  # the experiment's model.vocab_size: one place says it (conf/experiment, conf/model)
+  set -f
+  # shellcheck disable=SC2086
+  vocab_size=$("$PY" "$HERE/train.py" experiment="$experiment" $train_args --cfg job --package model \
+    | awk '$1 == "vocab_size:" {print $2}')
+  set +f
+  [[ "$vocab_size" =~ ^[0-9]+$ ]] || { echo "run.sh: cannot read model.vocab_size of experiment=$experiment" >&2; exit 2; }
 fi
 if [ -z "$lm_order" ]; then
   if [ "$vocab_size" -le 64 ]; then lm_order=8; else lm_order=6; fi  # letters need longer contexts than pieces
 fi
-
-[ -x "$PY" ] || { echo "run.sh: $PY not found; run 'bash scripts/setup.sh' first" >&2; exit 1; }
 mkdir -p "$work_dir"
 cd "$work_dir"
 log() { echo "$(date '+%F %T') [run.sh] $*"; }
