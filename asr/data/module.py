@@ -98,6 +98,37 @@ class _FilteredCuts:
         log.info("training %s", self.keep.summary())
 
 
+class SeededBatches(torch.utils.data.Dataset):
+    """A lhotse dataset whose random augmentation (SpecAugment, CutMix) of a batch depends only on a seed and the
+    batch's cut ids: the same in a DataLoader worker or the main process, whichever worker makes it, and after a
+    resume mid-epoch. Python's, NumPy's and torch's generators are seeded for the batch and restored after it, so the
+    caller's streams (dropout in the main process) are untouched. `set_seed` (the trainer: per epoch and rank)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int = 0) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+
+    def __getitem__(self, cuts: CutSet) -> dict:
+        import random
+        import zlib
+
+        import numpy as np
+
+        s = zlib.crc32("\n".join(c.id for c in cuts).encode(), self.seed % 2**32)
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                random.seed(s)
+                np.random.seed(s)
+                torch.manual_seed(s)
+                return self.dataset[cuts]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seeds Python's and NumPy's generators of a DataLoader worker (SpecAugment, CutMix) from torch's seed.
 
@@ -174,6 +205,7 @@ class AsrDataModule:
         dataset = K2SpeechRecognitionDataset(return_cuts=True, cut_transforms=transforms,
                                              input_transforms=input_transforms,
                                              input_strategy=self._input_strategy())
+        dataset = SeededBatches(dataset, seed)
         sampler = DynamicBucketingSampler(self.train_cuts(), max_duration=cfg.max_duration, shuffle=cfg.shuffle,
                                           num_buckets=cfg.num_buckets, drop_last=cfg.drop_last, rank=rank,
                                           world_size=world_size, seed=seed)

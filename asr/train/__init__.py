@@ -29,9 +29,9 @@ epoch from}), "rng" ({"world_size", "states": one dict per rank}), "epoch", "bat
 "counters" (bad utterances, skipped batches, non-finite gradients), "config" (plain dict of the resolved config).
 
 Resume: re-running the same command loads the readable checkpoint with the most batches trained (a truncated file
-is skipped with a warning) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU when the
-data pipeline draws its randomness in the main process (num_workers=0); random augmentation in DataLoader workers is
-re-seeded per epoch, not per batch. Several nodes must see the same exp_dir (a shared file system), as in icefall;
+is skipped with a warning) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU, with or
+without DataLoader workers: random augmentation is seeded per batch from (seed, epoch, rank, the batch's cut ids)
+(asr.data.module.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
 ranks that resume from different places stop with an error. A checkpoint from N ranks resumed on M != N restarts
 its epoch from the first batch, with a warning.
 

@@ -287,7 +287,10 @@ class Trainer:
                 self._epoch_start_sampler = sampler.state_dict() if hasattr(sampler, "state_dict") else None
             if isinstance(loader, torch.utils.data.DataLoader):
                 # Workers' seeds from (seed, epoch, rank), not from the global generator: the same after a resume.
-                loader.generator = torch.Generator().manual_seed(hash((self.cfg.seed, self.epoch, self.dist.rank)))
+                epoch_seed = hash((self.cfg.seed, self.epoch, self.dist.rank))
+                loader.generator = torch.Generator().manual_seed(epoch_seed)
+                if hasattr(loader.dataset, "set_seed"):  # asr.data.module.SeededBatches: augmentation per batch
+                    loader.dataset.set_seed(epoch_seed)
             batches = iter(loader)
             if mid_epoch and sampler_state is None:  # not a lhotse sampler: replay and drop consumed batches
                 for _ in range(self.batches_done):

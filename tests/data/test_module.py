@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from data_fixtures import WORDS
@@ -11,6 +13,7 @@ from asr.data.config import DataConfig
 from asr.data.features import TRAIN_ALL
 from asr.data.module import AsrDataModule, CutFilter, batch_to_model_inputs, subsampled_frames
 from asr.data.tokenizer import Tokenizer
+from asr.train.resume import sampler_state_at
 
 MAX_DURATION = 6.0
 
@@ -50,6 +53,42 @@ def test_sampler_state_resumes_exactly(module):
     state = loader.sampler.state_dict()
     rest = _epoch_ids(module.train_dataloader(seed=3, sampler_state=state))
     assert first + rest == full
+
+
+def _epoch_inputs(loader, start: int = 0) -> list[torch.Tensor]:
+    return [b["inputs"] for i, b in enumerate(loader) if i >= start]
+
+
+def test_augmentation_resumes_exactly_with_workers(module):
+    """SpecAugment in DataLoader workers: a resumed epoch gets the same augmented features as an uninterrupted one,
+    as with no workers at all, and the main process's random streams are untouched."""
+    module.cfg.num_workers = 2
+    loader = module.train_dataloader(seed=3)
+    loader.dataset.set_seed(11)
+    full = _epoch_inputs(loader)
+    assert len(full) >= 3
+    plain = [b["inputs"] for b in AsrDataModule(replace(module.cfg, spec_aug=False), module.tokenizer)
+             .train_dataloader(seed=3)]
+    assert any(not torch.equal(a, p) for a, p in zip(full, plain))  # augmentation happened
+
+    start = module.train_dataloader(seed=3).sampler.state_dict()  # workers prefetch: the trainer resumes this way
+    resumed = module.train_dataloader(seed=3, sampler_state=sampler_state_at(start, 2))
+    resumed.dataset.set_seed(11)
+    rest = _epoch_inputs(resumed)
+    assert len(rest) == len(full) - 2
+    assert all(torch.equal(a, b) for a, b in zip(rest, full[2:]))
+
+    module.cfg.num_workers = 0
+    loader = module.train_dataloader(seed=3)
+    loader.dataset.set_seed(11)
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    in_process = _epoch_inputs(loader)
+    assert torch.equal(torch.rand(3), want)  # the batch seeding restored the global generator
+    assert all(torch.equal(a, b) for a, b in zip(in_process, full))
+    loader.dataset.set_seed(12)
+    assert any(not torch.equal(a, b) for a, b in zip(_epoch_inputs(loader), full))  # the seed matters
 
 
 def test_ranks_get_disjoint_batches(module):
