@@ -27,6 +27,9 @@ class OptimConfig:
     lr_batches: float = 5000.0
     lr_epochs: float = 6.0
     warmup_batches: float = 500.0
+    # Either schedule: the last cooldown_fraction of training (in batches) decays the rate linearly to 0, for a
+    # fixed budget (trainer.max_steps, or num_epochs once the first epoch has given its length). 0: off (icefall).
+    cooldown_fraction: float = 0.0
     # Gradient clipping (global L2 norm) on the gradient of the loss summed over the global batch; icefall clips
     # pruned_transducer_stateless at 5. 0 disables clipping.
     clip_grad_norm: float = 5.0

@@ -3,6 +3,10 @@
 Both schedules are pure functions of counters (batches done, epoch), so their state is two integers and resuming
 gives the same learning rates. The loop calls `step_batch(batch_idx_train)` after every batch and
 `step_epoch(epoch - 1)` at the start of each (1-based) epoch, as icefall does.
+
+Either may end with a linear cool-down to 0 over the last `cooldown_fraction` of training (fixed-budget training,
+as the warm-up-stable-decay schedules): the trainer tells the schedule the total number of batches as soon as it is
+known (`set_total_batches`: with trainer.max_steps at once, else after the first epoch).
 """
 
 import math
@@ -32,17 +36,32 @@ def eden_lr(
 class Schedule:
     """Sets the learning rate of every parameter group from the counters; subclasses give `rate()`."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer):
+    def __init__(self, optimizer: torch.optim.Optimizer, cooldown_fraction: float = 0.0):
+        if not 0.0 <= cooldown_fraction <= 1.0:
+            raise ValueError(f"optim.cooldown_fraction must be in [0, 1], got {cooldown_fraction}")
         self.optimizer = optimizer
         self.batch = 0  # batches done
         self.epoch = 0  # whole epochs done
+        self.cooldown_fraction = cooldown_fraction
+        self.total_batches: int | None = None  # batches of the whole training, once known
         self._apply()
 
     def rate(self) -> float:
         raise NotImplementedError
 
+    def cooldown(self) -> float:
+        """Factor of the rate: 1, then falling linearly to 0 over the last cooldown_fraction of total_batches."""
+        if self.cooldown_fraction <= 0.0 or not self.total_batches:
+            return 1.0
+        span = self.cooldown_fraction * self.total_batches
+        return min(1.0, max(0.0, (self.total_batches - self.batch) / span))
+
+    def set_total_batches(self, total: int) -> None:
+        self.total_batches = int(total)
+        self._apply()
+
     def _apply(self) -> None:
-        lr = self.rate()
+        lr = self.rate() * self.cooldown()
         if not math.isfinite(lr) or lr < 0:
             raise ValueError(f"learning-rate schedule gave {lr} at batch {self.batch}, epoch {self.epoch}")
         for group in self.optimizer.param_groups:
@@ -73,11 +92,12 @@ class Schedule:
 class NoamSchedule(Schedule):
     """icefall's Noam: the batch after `batch` batches done is optimiser step `batch + 1`."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, model_size: int, factor: float, warm_step: int):
+    def __init__(self, optimizer: torch.optim.Optimizer, model_size: int, factor: float, warm_step: int,
+                 cooldown_fraction: float = 0.0):
         if model_size <= 0 or warm_step <= 0:
             raise ValueError(f"Noam needs model_size > 0 and warm_step > 0, got {model_size}, {warm_step}")
         self.model_size, self.factor, self.warm_step = model_size, factor, warm_step
-        super().__init__(optimizer)
+        super().__init__(optimizer, cooldown_fraction)
 
     def rate(self) -> float:
         return noam_lr(self.batch + 1, self.model_size, self.factor, self.warm_step)
@@ -91,12 +111,13 @@ class EdenSchedule(Schedule):
         lr_batches: float,
         lr_epochs: float,
         warmup_batches: float,
+        cooldown_fraction: float = 0.0,
     ):
         if lr_batches <= 0 or lr_epochs <= 0:
             raise ValueError(f"Eden needs lr_batches > 0 and lr_epochs > 0, got {lr_batches}, {lr_epochs}")
         self.base_lr, self.lr_batches, self.lr_epochs = base_lr, lr_batches, lr_epochs
         self.warmup_batches = warmup_batches
-        super().__init__(optimizer)
+        super().__init__(optimizer, cooldown_fraction)
 
     def rate(self) -> float:
         return eden_lr(self.base_lr, self.batch, self.epoch, self.lr_batches, self.lr_epochs, self.warmup_batches)
@@ -111,9 +132,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Opt
         params, lr=0.0, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=cfg.eps, weight_decay=cfg.weight_decay
     )
     if cfg.schedule == "noam":
-        schedule: Schedule = NoamSchedule(optimizer, cfg.model_size, cfg.lr_factor, cfg.warm_step)
+        schedule: Schedule = NoamSchedule(optimizer, cfg.model_size, cfg.lr_factor, cfg.warm_step,
+                                          cfg.cooldown_fraction)
     elif cfg.schedule == "eden":
-        schedule = EdenSchedule(optimizer, cfg.base_lr, cfg.lr_batches, cfg.lr_epochs, cfg.warmup_batches)
+        schedule = EdenSchedule(optimizer, cfg.base_lr, cfg.lr_batches, cfg.lr_epochs, cfg.warmup_batches,
+                                cfg.cooldown_fraction)
     else:
         raise ValueError(f"optim.schedule must be noam or eden, got {cfg.schedule!r}")
     return optimizer, schedule

@@ -251,6 +251,12 @@ class Trainer:
             return None
         return (self.cfg.num_epochs - self.epoch + 1) * self.batches_per_epoch - self.batches_done
 
+    def _set_total_batches(self) -> None:
+        """Tells the schedule (its cool-down) how many batches the whole training has, once that is known."""
+        left = self._batches_left()
+        if left is not None:
+            self.schedule.set_total_batches(self.batch_idx_train + left)
+
     def _done(self) -> bool:
         return self.cfg.max_steps > 0 and self.batch_idx_train >= self.cfg.max_steps
 
@@ -272,6 +278,9 @@ class Trainer:
                 self.batches_done = 0
             else:
                 sampler_state = sampler_state_at(self._epoch_start_sampler, self.batches_done)
+        self._set_total_batches()
+        if self.schedule.cooldown_fraction > 0 and self.schedule.total_batches is None and self.cfg.num_epochs == 1:
+            log.warning("optim.cooldown_fraction needs trainer.max_steps or more than one epoch: no cool-down")
         loader = self.make_train_loader(sampler_state)
         sampler = getattr(loader, "sampler", None)
         progress = Progress()
@@ -323,6 +332,7 @@ class Trainer:
                     self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
                 break
             self.batches_per_epoch = self.batches_done
+            self._set_total_batches()
             self.validate()
             self.save(f"epoch-{self.epoch}.pt", epoch_finished=True)
             self.epoch += 1

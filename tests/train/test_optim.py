@@ -60,3 +60,25 @@ def test_build_optimizer_is_icefall_adam():
     assert opt.param_groups[0]["eps"] == 1e-9
     with pytest.raises(ValueError, match="noam or eden"):
         build_optimizer(model, OptimConfig(schedule="cosine"))
+
+
+def test_cooldown_decays_linearly_to_zero_over_the_last_fraction():
+    opt = _opt()
+    sched = NoamSchedule(opt, model_size=256, factor=5.0, warm_step=100, cooldown_fraction=0.2)
+    sched.step_batch(900)
+    plain = sched.rate()
+    assert sched.get_last_lr()[0] == plain  # total unknown: no cool-down yet
+    sched.set_total_batches(1000)  # the last 200 batches cool down
+    assert sched.get_last_lr()[0] == pytest.approx(plain * 0.5, rel=1e-12)
+    for batch, factor in [(700, 1.0), (800, 1.0), (850, 0.75), (1000, 0.0), (1100, 0.0)]:
+        sched.step_batch(batch)
+        assert sched.get_last_lr()[0] == pytest.approx(sched.rate() * factor, rel=1e-12, abs=0.0), batch
+    with pytest.raises(ValueError, match="cooldown_fraction"):
+        EdenSchedule(_opt(), 0.003, 5000, 6, 500, cooldown_fraction=1.5)
+
+
+def test_build_optimizer_passes_the_cooldown():
+    _, sched = build_optimizer(torch.nn.Linear(3, 2), OptimConfig(schedule="eden", cooldown_fraction=0.25))
+    sched.set_total_batches(400)
+    sched.step_batch(350)
+    assert sched.get_last_lr()[0] == pytest.approx(sched.rate() * 0.5, rel=1e-12)

@@ -171,6 +171,7 @@ def main() -> None:
     p.add_argument("--no-batchnorm", action="store_true")
     p.add_argument("--nan-ids", default="", help="comma-separated cut indexes given a NaN feature")
     p.add_argument("--warm-step", type=int, default=10)
+    p.add_argument("--cooldown-fraction", type=float, default=0.5)
     args = p.parse_args()
 
     from asr.train.distributed import cleanup_distributed, setup_distributed
@@ -186,7 +187,8 @@ def main() -> None:
     seed = 7
     model = tiny_model(args.dropout, seed, batchnorm=not args.no_batchnorm)
     seed_everything(seed + dist.rank)
-    optim_cfg = OptimConfig(schedule=args.schedule, model_size=16, lr_factor=5.0, warm_step=args.warm_step)
+    optim_cfg = OptimConfig(schedule=args.schedule, model_size=16, lr_factor=5.0, warm_step=args.warm_step,
+                            cooldown_fraction=args.cooldown_fraction)
     optimizer, schedule = build_optimizer(model, optim_cfg)
     tcfg = TrainerConfig(
         exp_dir=args.exp_dir, num_epochs=args.epochs, seed=seed, device="cpu", log_interval=2, valid_interval=0,
