@@ -8,10 +8,13 @@ batch["supervisions"] with "text" (list[str]), "sequence_idx" (B,), "start_frame
 from __future__ import annotations
 
 import logging
+import random
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, load_manifest, load_manifest_lazy
 from lhotse.cut import Cut
@@ -111,11 +114,6 @@ class SeededBatches(torch.utils.data.Dataset):
         self.seed = seed
 
     def __getitem__(self, cuts: CutSet) -> dict:
-        import random
-        import zlib
-
-        import numpy as np
-
         s = zlib.crc32("\n".join(c.id for c in cuts).encode(), self.seed % 2**32)
         py_state, np_state = random.getstate(), np.random.get_state()
         try:
@@ -133,12 +131,8 @@ def _seed_worker(worker_id: int) -> None:
     """Seeds Python's and NumPy's generators of a DataLoader worker (SpecAugment, CutMix) from torch's seed.
 
     PyTorch gives each worker `base_seed + worker_id`, with base_seed drawn from the loader's generator, which the
-    trainer seeds from (seed, epoch, rank): augmentation then differs by rank and epoch and is the same on resume.
+    trainer seeds from (seed, epoch, rank). SeededBatches then re-seeds per batch, so that a resumed epoch is the same.
     """
-    import random
-
-    import numpy as np
-
     s = torch.initial_seed() % 2**32
     random.seed(s)
     np.random.seed(s)

@@ -66,7 +66,8 @@ def decode_batches(
             cut_ids = [f"batch{i}-utt{j}" for j in range(len(texts))]
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
-        hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame, fusion=fusion))
+        hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame,
+                                       fusion=fusion))
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - start

@@ -151,7 +151,8 @@ class LexiconFusion:
 
 class WordNgramFusion:
     """A word n-gram over a lexicon's words, scored when a word is complete: when the next word starts, and at the
-    end (with </s>); plus `bonus` per word, against deletions; it includes the lexicon's constraint. The state is (lexicon node, last order - 1 word ids).
+    end (with </s>); plus `bonus` per word, against deletions; it includes the lexicon's constraint. The state is
+    (lexicon node, last order - 1 word ids).
 
     `lm_ids[i]` is the word LM's id of the lexicon's i-th word. Combine it with a token n-gram (`SumFusion`) so
     that the letters inside a word are guided too: the word score only arrives at the word's end.

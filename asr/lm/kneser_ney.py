@@ -50,7 +50,10 @@ def _lookup(sorted_keys: np.ndarray, values: np.ndarray, queries: np.ndarray) ->
     """values at queries' positions in sorted_keys; (found (Q,) bool, values (Q,), 0 where not found)."""
     idx = np.searchsorted(sorted_keys, queries)
     idx_c = np.minimum(idx, len(sorted_keys) - 1)
-    found = (idx < len(sorted_keys)) & (sorted_keys[idx_c] == queries) if len(sorted_keys) else np.zeros(len(queries), bool)
+    if not len(sorted_keys):
+        found = np.zeros(len(queries), bool)
+    else:
+        found = (idx < len(sorted_keys)) & (sorted_keys[idx_c] == queries)
     return found, np.where(found, values[idx_c] if len(values) else 0, 0)
 
 

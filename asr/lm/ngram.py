@@ -88,7 +88,9 @@ class NgramLm:
 
 # ------------------------------------------------------------------------------------------------------------- ARPA
 def _open(path: Path, mode: str):
-    return gzip.open(path, mode + "t", encoding="utf-8") if str(path).endswith(".gz") else open(path, mode, encoding="utf-8")
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
 
 
 def write_arpa(
