@@ -279,8 +279,12 @@ class Trainer:
             else:
                 sampler_state = sampler_state_at(self._epoch_start_sampler, self.batches_done)
         self._set_total_batches()
-        if self.schedule.cooldown_fraction > 0 and self.schedule.total_batches is None and self.cfg.num_epochs == 1:
-            log.warning("optim.cooldown_fraction needs trainer.max_steps or more than one epoch: no cool-down")
+        epochs = max(self.cfg.num_epochs, 1)
+        late = self.schedule.cooldown_fraction > (epochs - 1) / epochs
+        if self.schedule.total_batches is None and late:  # the total is only known after the first epoch
+            log.warning("optim.cooldown_fraction=%g would start within the first epoch, before its length is known: "
+                        "the cool-down starts late (with one epoch: never); set trainer.max_steps to fix the total",
+                        self.schedule.cooldown_fraction)  # fmt: skip
         loader = self.make_train_loader(sampler_state)
         sampler = getattr(loader, "sampler", None)
         progress = Progress()

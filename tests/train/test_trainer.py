@@ -53,3 +53,19 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
 def test_fp16_on_cpu_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         make_trainer(tmp_path, [], amp="fp16")
+
+
+@pytest.mark.parametrize("fraction,epochs,max_steps,warned", [(0.5, 2, 0, False), (0.6, 2, 0, True),
+                                                              (0.3, 1, 0, True), (0.6, 2, 6, False)])
+def test_cooldown_total_and_late_start_warning(tmp_path, caplog, fraction, epochs, max_steps, warned):
+    """The trainer gives the schedule its total (after epoch 1, or at once with max_steps), the rate ends at 0, and
+    a cool-down that would start inside the first epoch, whose length is unknown then, is warned about."""
+    batches = fixed_batches(make_cuts(12), 0, 1, global_batch=4)  # 3 batches an epoch
+    trainer = make_trainer(tmp_path, batches, num_epochs=epochs, max_steps=max_steps, save_every_n=0)
+    trainer.schedule.cooldown_fraction = fraction
+    with caplog.at_level(logging.WARNING, logger="asr.train"):
+        trainer.fit()
+    assert ("cool-down starts late" in caplog.text) == warned
+    if epochs > 1:
+        assert trainer.schedule.total_batches == trainer.batch_idx_train == 6
+        assert trainer.schedule.get_last_lr()[0] == 0.0
