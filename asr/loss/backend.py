@@ -22,7 +22,9 @@ def _import(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as e:  # also catches a broken build (undefined symbols)
-        raise RuntimeError(f"loss backend {name!r} is not installed or fails to import ({e}); {_INSTALL_HINT[name]}") from e
+        raise RuntimeError(
+            f"loss backend {name!r} is not installed or fails to import ({e}); {_INSTALL_HINT[name]}"
+        ) from e
 
 
 def set_backend(name: str) -> None:

@@ -234,7 +234,9 @@ def check_boundary(boundary: Tensor | None, B: int, U: int, T: int, device: torc
     if boundary is None:
         return _full_boundary(B, U, T, device)
     if boundary.shape != (B, 4) or boundary.dtype != torch.int64:
-        raise ValueError(f"boundary must be an int64 tensor of shape ({B}, 4), got {boundary.dtype} {tuple(boundary.shape)}")
+        raise ValueError(
+            f"boundary must be an int64 tensor of shape ({B}, 4), got {boundary.dtype} {tuple(boundary.shape)}"
+        )
     boundary = boundary.to(device)
     ub, tb, ue, te = boundary.unbind(1)
     if not bool(((0 <= ub) & (ub <= ue) & (ue <= U) & (0 <= tb) & (tb <= te) & (te <= T)).all()):

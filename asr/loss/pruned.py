@@ -63,7 +63,9 @@ def get_rnnt_prune_ranges(px_grad: Tensor, py_grad: Tensor, boundary: Tensor | N
         Ub, Tb = boundary[:, 2], boundary[:, 3].clamp(min=1)
         s_range_min = int((Ub - 1).div(Tb, rounding_mode="trunc").add(2).max())
         if s_range < s_range_min:
-            warnings.warn(f"get_rnnt_prune_ranges: s_range={s_range} is too small for these lengths; using {s_range_min}")
+            warnings.warn(
+                f"get_rnnt_prune_ranges: s_range={s_range} is too small for these lengths; using {s_range_min}"
+            )
             s_range = s_range_min
     s_range = min(s_range, U + 1)
     if s_range < (2 if regular and U >= 1 else 1):

@@ -29,7 +29,9 @@ def check_lengths(U: int, T: int, rnnt_type: str, boundary: Tensor | None) -> No
         if T < U:
             raise ValueError(f"rnnt_type={rnnt_type!r} requires T >= U, got T={T}, U={U}")
     elif bool((boundary[:, 3] < boundary[:, 2]).any()):
-        raise ValueError(f"rnnt_type={rnnt_type!r} requires T >= U for every sequence, got boundary {boundary.tolist()}")
+        raise ValueError(
+            f"rnnt_type={rnnt_type!r} requires T >= U for every sequence, got boundary {boundary.tolist()}"
+        )
 
 
 def check_symbols(

@@ -170,16 +170,19 @@ class RelPositionMultiheadAttention(nn.Module):
         p = self.linear_pos(pos_emb).view(2 * t - 1, h, dh).transpose(0, 1)  # (H, 2T-1, dh)
         k = k.transpose(1, 2)  # (B, H, T, dh)
         v = v.transpose(1, 2)  # (B, H, T, dh)
-        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, dh)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, T, dh)
+        scale = 1.0 / math.sqrt(dh)  # folded into the queries: (B, H, T, dh) multiplies instead of (B, H, T, T)
+        q_u = ((q + self.pos_bias_u) * scale).transpose(1, 2)  # (B, H, T, dh)
+        q_v = ((q + self.pos_bias_v) * scale).transpose(1, 2)  # (B, H, T, dh)
         content = torch.matmul(q_u, k.transpose(-2, -1))  # (B, H, T, T)
-        position = torch.matmul(q_v, p.transpose(-2, -1))  # (B, H, T, 2T-1)
-        # Column m of `position` is relative position t-1-m; score (i, j) needs i - j, i.e. m = t - 1 - i + j.
-        idx = (t - 1) - torch.arange(t, device=x.device).unsqueeze(1) + torch.arange(t, device=x.device)  # (T, T)
-        position = position.gather(-1, idx.expand(b, h, t, t))  # (B, H, T, T)
-        scores = (content + position) / math.sqrt(dh)
-        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
-        attn = self.dropout(torch.softmax(scores, dim=-1))
+        position = torch.matmul(q_v, p.transpose(-2, -1))  # (B, H, T, 2T-1), contiguous
+        # Column m of `position` is relative position t-1-m; score (i, j) needs i - j, i.e. m = t - 1 - i + j, at
+        # flat offset i * (2T-1) + (T-1-i+j) = (T-1) + i * (2T-2) + j of its (T, 2T-1) slice: a strided view, no
+        # gather and no copy (Transformer-XL's relative shift).
+        position = position.as_strided((b, h, t, t), (h * t * (2 * t - 1), t * (2 * t - 1), 2 * t - 2, 1),
+                                       position.storage_offset() + t - 1)
+        bias = torch.zeros(b, 1, 1, t, dtype=content.dtype, device=x.device)  # (B, 1, 1, T)
+        bias = bias.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        attn = self.dropout(torch.softmax(content + position + bias, dim=-1))  # (B, H, T, T)
         out = torch.matmul(attn, v)  # (B, H, T, dh)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
 
@@ -256,10 +259,12 @@ class ConvolutionModule(nn.Module):
         Returns:
             (B, T, D).
         """
-        x = F.glu(self.pointwise_in(x.transpose(1, 2)), dim=1)  # (B, D, T)
-        x = x.masked_fill(key_padding_mask.unsqueeze(1), 0.0)
-        x = F.silu(self.norm(self.depthwise(x), key_padding_mask))  # (B, D, T)
-        return self.pointwise_out(x).transpose(1, 2)  # (B, T, D)
+        # The pointwise convolutions run as linear layers on (B, T, D) (same weights, squeezed): no transposes
+        # around them, and a GEMM is faster than a kernel-1 convolution on CPU.
+        x = F.glu(F.linear(x, self.pointwise_in.weight.squeeze(-1), self.pointwise_in.bias), dim=-1)  # (B, T, D)
+        x = x.masked_fill(key_padding_mask.unsqueeze(-1), 0.0).transpose(1, 2)  # (B, D, T)
+        x = F.silu(self.norm(self.depthwise(x), key_padding_mask)).transpose(1, 2)  # (B, T, D)
+        return F.linear(x, self.pointwise_out.weight.squeeze(-1), self.pointwise_out.bias)  # (B, T, D)
 
 
 class ConformerLayer(nn.Module):

@@ -27,6 +27,29 @@ class BatchLoss:
     bad_cut_ids: list[str] = field(default_factory=list)
 
 
+AMP_MODES = ("none", "fp16", "bf16", "auto")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bfloat16 GEMMs natively here (AVX512-BF16 or AMX): then they are about twice as fast as
+    float32 ones; elsewhere bfloat16 is emulated and slower than float32."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """trainer.amp for `device`: "auto" becomes bf16 on CUDA devices that support it (else fp16) and on CPUs with
+    native bfloat16 (else none); "fp16" off CUDA is an error; other values are returned as they are."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"trainer.amp must be one of {AMP_MODES}, got {amp!r}")
+    if amp == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "none"
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("trainer.amp=fp16 needs CUDA; use bf16, auto or none on CPU")
+    return amp
+
+
 def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """torch.autocast for "fp16"/"bf16", a no-op for "none"."""
     if amp == "none":

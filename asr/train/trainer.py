@@ -27,7 +27,7 @@ from asr.train.distributed import DistInfo, all_reduce_sum, barrier, gather_obje
 from asr.train.optim import Schedule
 from asr.train.progress import Progress, Scalars, format_duration
 from asr.train.resume import capture_rng, is_lhotse_state, restore_rng, sampler_state_at
-from asr.train.step import BatchLoss, compute_batch_loss, zero_loss
+from asr.train.step import BatchLoss, compute_batch_loss, resolve_amp, zero_loss
 
 log = logging.getLogger("asr.train")
 
@@ -68,8 +68,8 @@ class Trainer:
         clip_grad_norm: float,
         config: dict,
     ):
-        if cfg.amp == "fp16" and dist.device.type != "cuda":
-            raise ValueError("trainer.amp=fp16 needs CUDA; use bf16 or none on CPU")
+        self.amp = resolve_amp(cfg.amp, dist.device)  # "auto" resolved for this device
+        log.info("mixed precision: %s (trainer.amp=%s)", self.amp, cfg.amp)
         self.raw_model = model
         self.model: nn.Module = model
         if dist.is_distributed:
@@ -81,7 +81,7 @@ class Trainer:
         self.optimizer, self.schedule, self.cfg, self.loss_cfg, self.dist = optimizer, schedule, cfg, loss, dist
         self.make_train_loader, self.to_inputs, self.valid_loader = make_train_loader, to_inputs, valid_loader
         self.frames_fn, self.clip_grad_norm, self.config = frames_fn, clip_grad_norm, config
-        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(dist.device.type, enabled=self.amp == "fp16")
         self.exp_dir = Path(cfg.exp_dir)
         self.model_avg = make_model_average(model) if cfg.average_period > 0 and dist.is_main else None
         # Counters (all saved in checkpoints).
@@ -178,7 +178,7 @@ class Trainer:
             self.model, x, x_lens, y, y_lens, cut_ids,
             prune_range=self.loss_cfg.prune_range, am_scale=self.loss_cfg.am_scale, lm_scale=self.loss_cfg.lm_scale,
             simple_scale=simple_scale, pruned_scale=pruned_scale, frames_fn=self.frames_fn,
-            device=self.dist.device, amp=self.cfg.amp,
+            device=self.dist.device, amp=self.amp,
         )  # fmt: skip
         if res.bad_cut_ids:
             self.counters["bad_utterances"] += len(res.bad_cut_ids)
@@ -194,7 +194,7 @@ class Trainer:
         loss = res.loss
         if loss is None:  # this rank has nothing: a zero loss through DDP keeps the gradient all-reduce in step
             loss = zero_loss(self.model, x.size(2), prune_range=self.loss_cfg.prune_range, frames_fn=self.frames_fn,
-                             device=self.dist.device, amp=self.cfg.amp)  # fmt: skip
+                             device=self.dist.device, amp=self.amp)  # fmt: skip
         # DDP averages gradients over ranks; scaling by world_size makes it the gradient of the global batch's
         # summed loss, the same as one process with that batch (and the clipping threshold means the same).
         self.scaler.scale(loss * self.dist.world_size).backward()
@@ -229,7 +229,7 @@ class Trainer:
                 self.raw_model, x, x_lens, y, y_lens, cut_ids,
                 prune_range=self.loss_cfg.prune_range, am_scale=self.loss_cfg.am_scale,
                 lm_scale=self.loss_cfg.lm_scale, simple_scale=simple_scale, pruned_scale=pruned_scale,
-                frames_fn=self.frames_fn, device=self.dist.device, amp=self.cfg.amp,
+                frames_fn=self.frames_fn, device=self.dist.device, amp=self.amp,
             )  # fmt: skip
             if res.loss is not None:
                 sums += torch.tensor([float(res.loss), res.simple, res.pruned, res.frames], dtype=torch.float64)

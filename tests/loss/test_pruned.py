@@ -202,8 +202,9 @@ def test_do_rnnt_pruning_picks_window_rows_and_sums_their_grads():
             for s in range(2):
                 assert torch.equal(lm_pruned[b, t, s], lm[b, ranges[b, t, s]])
                 assert torch.equal(am_pruned[b, t, s], am[b, t])
-    assert torch.autograd.gradcheck(lambda a, l: sum(x.sum() * 0 + (x ** 2).sum() for x in do_rnnt_pruning(a, l, ranges)),
-                                    (am, lm))
+    assert torch.autograd.gradcheck(
+        lambda a, l: sum(x.sum() * 0 + (x**2).sum() for x in do_rnnt_pruning(a, l, ranges)), (am, lm)
+    )
 
 
 def test_pruned_loss_half_inputs_are_computed_in_float32():

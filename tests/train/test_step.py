@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -119,3 +120,24 @@ def test_bf16_autocast_keeps_losses_float32_and_close():
         assert res.loss.dtype == torch.float32
         out[amp] = float(res.loss.detach())
     assert math.isclose(out["bf16"], out["none"], rel_tol=0.05)
+
+
+def test_resolve_amp_auto_follows_the_device(monkeypatch):
+    import asr.train.step as step
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: True)
+    assert step.resolve_amp("auto", cpu) == "bf16"
+    monkeypatch.setattr(step, "cpu_has_native_bf16", lambda: False)
+    assert step.resolve_amp("auto", cpu) == "none"  # emulated bfloat16 is slower than float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert step.resolve_amp("auto", cuda) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert step.resolve_amp("auto", cuda) == "fp16"  # pre-Ampere GPUs: fp16 with a GradScaler
+    for amp in ("none", "bf16"):
+        assert step.resolve_amp(amp, cpu) == amp
+    assert step.resolve_amp("fp16", cuda) == "fp16"
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        step.resolve_amp("fp16", cpu)
+    with pytest.raises(ValueError, match="must be one of"):
+        step.resolve_amp("fp32", cpu)
