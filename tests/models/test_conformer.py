@@ -127,7 +127,7 @@ def test_attention_matches_loop_oracle():
     torch.manual_seed(1)
     d, h, t = 8, 2, 5
     att = RelPositionMultiheadAttention(d, h, dropout=0.0)
-    x = torch.randn(2, t, d)
+    x = torch.randn(2, t, d, requires_grad=True)
     mask = torch.tensor([[False] * t, [False] * 3 + [True] * 2])
     pos = relative_positions(t, d, x.device, x.dtype)
     out = att(x, pos, mask)
@@ -151,6 +151,13 @@ def test_attention_matches_loop_oracle():
                 expected[b, i, hd] = torch.softmax(scores, 0) @ v[b, :, hd]
     expected = att.out_proj(expected.reshape(2, t, d))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # The backward too: the relative-position scores are read through a strided view of (T, 2T-1), whose gradient
+    # must land on the right relative positions (and on every parameter) exactly as the loop's does.
+    inputs = [x] + list(att.parameters())
+    got = torch.autograd.grad(out.square().sum(), inputs, retain_graph=True)
+    want = torch.autograd.grad(expected.square().sum(), inputs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
 
 
 def test_bad_inputs_raise_clear_errors():
