@@ -3,8 +3,8 @@
     asr-transcribe --exp-dir recipes/librispeech/exp/l12 --epoch 30 --avg 9 a.flac b.wav
     asr-transcribe --exp-dir exp/demo --checkpoint exp/demo/epoch-3.pt --method modified_beam_search *.wav
     asr-transcribe --exp-dir exp/demo --method modified_beam_search --beam 32 \
-        --lm data/lm_bpe_32/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 0.3 \
-        --lexicon data/lm_bpe_32/words.txt --word-lm data/lm_bpe_32/words_3gram.arpa a.wav
+        --lm data/lm_bpe_64/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 0.3 \
+        --lexicon data/lm_bpe_64/words.txt --word-lm data/lm_bpe_64/words_3gram.arpa a.wav
 
 The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
 shallow fusion of prepare.sh stage 5's token n-gram, lexicon and word n-gram, modified beam search only.

@@ -1,7 +1,7 @@
 """A token n-gram LM over the recipe's BPE pieces: trained from LM text, saved as ARPA, loaded for decoding.
 
-    python -m asr.lm.token_lm --bpe-model data/lang_bpe_32/bpe.model --order 8 \
-        --text download/demo/lm/librispeech-lm-norm.txt.gz --out data/lm_bpe_32/tokens_8gram.arpa
+    python -m asr.lm.token_lm --bpe-model data/lang_bpe_64/bpe.model --order 8 \
+        --text download/demo/lm/librispeech-lm-norm.txt.gz --out data/lm_bpe_64/tokens_8gram.arpa
 
 Without --text, the training transcripts of --manifests are the LM text. Lines are upper-cased and encoded with the
 BPE model; a line that needs `<unk>` (a character the BPE model cannot spell) or is empty is skipped and counted.

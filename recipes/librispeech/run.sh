@@ -5,7 +5,7 @@
 #   bash recipes/librispeech/run.sh --dl-dir /data/librispeech --experiment librispeech_l12 \
 #        --exp-dir exp/l12 --nproc 8                         # real LibriSpeech on 8 GPUs
 # Options: --stage/--stop-stage, --dl-dir, --experiment, --exp-dir, --nproc, --vocab-size (BPE units; default
-# the experiment's model.vocab_size: 32 for the demo, whose 9 h are too few for 500 pieces, else 500), --lm-order
+# the experiment's model.vocab_size: 64 for the demo, whose 9 h are too few for 500 pieces, else 500), --lm-order
 # (token n-gram LM of prepare.sh stage 5; default 8 for up to 64 units, else 6), --work-dir, and extra arguments:
 # --demo-args, --prepare-args, --train-args (Hydra overrides), --decode-methods, --decode-args.
 #
