@@ -43,7 +43,7 @@ def make_batch(seconds: float, vocab_size: int, generator: torch.Generator) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
-    parser.add_argument("--vocab-size", type=int, default=32, help="units (32: the figure in README; the demo now uses 64)")
+    parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per batch (the demo: 60)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per precision")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
