@@ -27,7 +27,8 @@ class BatchLoss:
     bad_cut_ids: list[str] = field(default_factory=list)
 
 
-AMP_MODES = ("none", "fp16", "bf16", "auto")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+AMP_MODES = ("none", *_AUTOCAST_DTYPES, "auto")  # trainer.amp; resolve_amp turns "auto" into one of the others
 
 
 def cpu_has_native_bf16() -> bool:
@@ -54,7 +55,7 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
     """torch.autocast for "fp16"/"bf16", a no-op for "none"."""
     if amp == "none":
         return contextlib.nullcontext()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(amp)
+    dtype = _AUTOCAST_DTYPES.get(amp)
     if dtype is None:
         raise ValueError(f"trainer.amp must be none, fp16 or bf16, got {amp!r}")
     return torch.autocast(device_type=device.type, dtype=dtype)
