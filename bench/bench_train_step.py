@@ -1,13 +1,17 @@
-"""Training-step time with bfloat16 autocast relative to float32, interleaved on the same batches.
+"""Training-step time of two set-ups relative to each other, interleaved on the same batches.
 
-    nice .venv/bin/python bench/bench_train_step.py                   # conformer_small (the demo's model), CPU
+    nice .venv/bin/python bench/bench_train_step.py                   # bf16 autocast vs float32, conformer_small
+    nice .venv/bin/python bench/bench_train_step.py --compare subsampling --vocab-size 64   # factor 8 vs 4
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
-random 80-bin features of LibriSpeech-like lengths with random labels. The two precisions alternate batch by
-batch in one process, so a load change on a shared machine hits both alike; the ratio is the median over the
-batches of bf16 time / float32 time. `trainer.amp=auto` picks bf16 where this ratio is below 1: on CUDA with
-bf16, and on CPUs with native bfloat16 (AVX512-BF16 or AMX).
+random 80-bin features of LibriSpeech-like lengths with random labels. The two set-ups alternate batch by batch in
+one process, so a load change on a shared machine hits both alike; the ratio is the median over the batches of
+the second's time / the first's.
+- `--compare amp`: float32 against bf16 autocast. `trainer.amp=auto` picks bf16 where this ratio is below 1: on
+  CUDA with bf16, and on CPUs with native bfloat16 (AVX512-BF16 or AMX).
+- `--compare subsampling`: the model's encoder at subsampling factor 4 against 8 (FastConformer's 80 ms frames,
+  with the depthwise kernel halved to keep its span in seconds), both in the precision `trainer.amp=auto` picks.
 """
 
 from __future__ import annotations
@@ -20,12 +24,18 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from asr.models import ModelConfig, build_model, subsampled_lengths
-from asr.train.step import compute_batch_loss, cpu_has_native_bf16
+from asr.models import ModelConfig, build_model
+from asr.train.step import compute_batch_loss, cpu_has_native_bf16, resolve_amp
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 FRAMES_PER_SECOND = 100  # 10 ms fbank frame shift
-LETTERS_PER_SECOND = 15  # tokens per second of speech for a letter-like vocabulary (32-64 units)
+# Mean BPE tokens per second of speech on the demo corpus's training set (sessions 5-6), by vocabulary size.
+TOKENS_PER_SECOND = {32: 14.4, 64: 10.2, 128: 7.7}
+
+
+def tokens_per_second(vocab_size: int) -> float:
+    """The measured rate, else a power law through the measured points (about 4.5 for 500 pieces)."""
+    return TOKENS_PER_SECOND.get(vocab_size, 14.4 * (32 / vocab_size) ** 0.42)
 
 
 def make_batch(seconds: float, vocab_size: int, generator: torch.Generator) -> tuple:
@@ -34,18 +44,28 @@ def make_batch(seconds: float, vocab_size: int, generator: torch.Generator) -> t
     while sum(durations) < seconds:
         durations.append(float(torch.empty(1).uniform_(2.0, 16.0, generator=generator)))
     x_lens = torch.tensor([int(d * FRAMES_PER_SECOND) for d in durations])
-    y_lens = torch.tensor([max(1, int(d * LETTERS_PER_SECOND)) for d in durations])
+    y_lens = torch.tensor([max(1, int(d * tokens_per_second(vocab_size))) for d in durations])
     x = torch.randn(len(durations), int(x_lens.max()), 80, generator=generator)
     y = torch.randint(1, vocab_size, (len(durations), int(y_lens.max())), generator=generator)
     return x, x_lens, y, y_lens
 
 
+def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> torch.nn.Module:
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF / f"{model_name}.yaml"))
+    cfg.vocab_size = vocab_size
+    cfg.encoder.dropout = 0.0
+    for key, value in encoder.items():
+        cfg.encoder[key] = value
+    return build_model(OmegaConf.to_object(cfg)).to(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=["amp", "subsampling"], default="amp")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
     parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per batch (the demo: 60)")
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per precision")
+    parser.add_argument("--batches", type=int, default=12, help="timed batches per set-up")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -54,46 +74,53 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF / f"{args.model}.yaml"))
-    cfg.vocab_size = args.vocab_size
-    cfg.encoder.dropout = 0.0
     torch.manual_seed(args.seed)
-    model = build_model(OmegaConf.to_object(cfg)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    if args.compare == "amp":
+        model = build(args.model, args.vocab_size, device)
+        setups = [("float32", model, "none"), ("bf16 autocast", model, "bf16")]
+    else:
+        amp = resolve_amp("auto", device)
+        kernel = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.cnn_kernel)
+        setups = [(f"factor 4, kernel {kernel}", build(args.model, args.vocab_size, device), amp),
+                  (f"factor 8, kernel {kernel // 2}", build(args.model, args.vocab_size, device, subsampling_factor=8,
+                                                         cnn_kernel=kernel // 2), amp)]  # fmt: skip
+    optimizers = {label: torch.optim.Adam(model.parameters(), lr=1e-4) for label, model, _ in setups}
     generator = torch.Generator().manual_seed(args.seed)
     batches = [make_batch(args.seconds, args.vocab_size, generator) for _ in range(args.batches + 2)]
 
-    def step(batch: tuple, amp: str) -> float:
+    def step(batch: tuple, label: str, model: torch.nn.Module, amp: str) -> float:
         x, x_lens, y, y_lens = (t.to(device) for t in batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         res = compute_batch_loss(
             model, x, x_lens, y, y_lens, [str(i) for i in range(x.size(0))], prune_range=5, am_scale=0.0,
-            lm_scale=0.25, simple_scale=0.5, pruned_scale=1.0, frames_fn=subsampled_lengths, device=device, amp=amp,
+            lm_scale=0.25, simple_scale=0.5, pruned_scale=1.0, frames_fn=model.encoder.output_lengths,
+            device=device, amp=amp,
         )  # fmt: skip
-        optimizer.zero_grad()
+        optimizers[label].zero_grad()
         res.loss.backward()
-        optimizer.step()
+        optimizers[label].step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {"none": [], "bf16": []}
+    times: dict[str, list[float]] = {label: [] for label, _, _ in setups}
     for i, batch in enumerate(batches):
-        for amp in ("none", "bf16") if i % 2 == 0 else ("bf16", "none"):
-            seconds = step(batch, amp)
+        for label, model, amp in setups if i % 2 == 0 else setups[::-1]:
+            seconds = step(batch, label, model, amp)
             if i >= 2:  # the first two batches warm up the allocator and oneDNN's kernel caches
-                times[amp].append(seconds)
-    ratios = [b / a for a, b in zip(times["none"], times["bf16"])]
+                times[label].append(seconds)
+    (first, _, _), (second, _, _) = setups
+    ratios = [b / a for a, b in zip(times[first], times[second])]
     native = cpu_has_native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
     print(f"device {device}, threads {torch.get_num_threads()}, native bf16 {native}, model {args.model} "
-          f"({sum(p.numel() for p in model.parameters()):,} parameters, vocab {args.vocab_size}), "
+          f"({sum(p.numel() for p in setups[0][1].parameters()):,} parameters, vocab {args.vocab_size}), "
           f"{args.seconds:.0f} s batches, {args.batches} timed steps each")
-    print("| precision | median step s | ratio to float32 (median of per-batch ratios) |")
+    print(f"| set-up | median step s | ratio to {first} (median of per-batch ratios) |")
     print("|---|---|---|")
-    print(f"| float32 | {statistics.median(times['none']):.3f} | 1.000 |")
-    print(f"| bf16 autocast | {statistics.median(times['bf16']):.3f} | {statistics.median(ratios):.3f} |")
+    print(f"| {first} | {statistics.median(times[first]):.3f} | 1.000 |")
+    print(f"| {second} | {statistics.median(times[second]):.3f} | {statistics.median(ratios):.3f} |")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,16 @@ def subsampled_frames(num_frames: int) -> int:
     return int(subsampled_lengths(torch.tensor([num_frames]))[0])
 
 
+class _FramesOf:
+    """int -> int from a (B,) -> (B,) frames function (a class, not a lambda: samplers may be pickled)."""
+
+    def __init__(self, frames_fn: Callable[[Tensor], Tensor]) -> None:
+        self.frames_fn = frames_fn
+
+    def __call__(self, num_frames: int) -> int:
+        return int(self.frames_fn(torch.tensor([num_frames]))[0])
+
+
 class CutFilter:
     """Keeps the cuts a transducer can learn from, counting what it drops by reason.
 
@@ -141,11 +151,14 @@ def _seed_worker(worker_id: int) -> None:
 class AsrDataModule:
     """Builds the dataloaders of a recipe from its cut manifests (see DataConfig for every knob)."""
 
-    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer) -> None:
+    def __init__(self, cfg: DataConfig, tokenizer: Tokenizer,
+                 frames_fn: Callable[[Tensor], Tensor] | None = None) -> None:
+        """frames_fn: the model's encoder frames of (B,) input frames (default: subsampled_frames, factor 4)."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.manifest_dir = Path(cfg.manifest_dir)
-        self.train_filter = CutFilter(tokenizer, cfg.min_cut_duration, cfg.max_cut_duration)
+        self.subsample = subsampled_frames if frames_fn is None else _FramesOf(frames_fn)
+        self.train_filter = CutFilter(tokenizer, cfg.min_cut_duration, cfg.max_cut_duration, self.subsample)
 
     # ------------------------------------------------------------------------------------------------- cuts
     def _cuts_path(self, name: str) -> Path:
@@ -164,7 +177,7 @@ class AsrDataModule:
         cuts = load_manifest(self._cuts_path(f"{PREFIX}{subset}.jsonl.gz"))
         if not filtered:  # a test set is decoded whole: every utterance counts in its WER
             return cuts
-        keep = CutFilter(self.tokenizer, 0.0, float("inf"))
+        keep = CutFilter(self.tokenizer, 0.0, float("inf"), self.subsample)
         cuts = cuts.filter(keep).to_eager()
         if keep.counts:
             log.warning("validation set %s: %s", subset, keep.summary())

@@ -32,7 +32,6 @@ from asr.decode.config import METHODS, SearchConfig, check_search
 from asr.decode.loading import load_model, resolve_device
 from asr.decode.search import search
 from asr.lm.token_lm import load_fusion
-from asr.models import subsampled_lengths
 
 # LibriSpeech, and so every model trained by the recipes, is 16 kHz.
 SAMPLE_RATE = 16000
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             feats = features(read_audio(path), num_bins)  # (T, F)
             x_lens = torch.tensor([feats.size(0)], dtype=torch.int64)
-            if int(subsampled_lengths(x_lens)[0]) < 1:
+            if int(model.encoder.output_lengths(x_lens)[0]) < 1:
                 raise AudioError(f"too short ({feats.size(0)} feature frames)")
             enc, enc_lens = model.encode(feats.unsqueeze(0).to(device), x_lens.to(device))
             hyp = search(model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,

@@ -1,6 +1,7 @@
 """Conformer encoder (Gulati et al., 2020) with relative-positional self-attention.
 
-The stack is: optional per-utterance feature normalisation -> Conv2d subsampling by 4 -> scaled input + relative
+The stack is: optional per-utterance feature normalisation -> Conv2d subsampling by 4 (icefall's Conformer) or 8
+(NeMo's FastConformer) -> scaled input + relative
 sinusoidal position table -> N macaron Conformer layers (half feed-forward, relative-positional multi-head
 self-attention, convolution module, half feed-forward, LayerNorm). Padded frames never reach a valid frame: the
 normalisation's statistics skip them, attention masks padded keys, the convolution module zeroes padded frames before
@@ -15,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Each of the two subsampling convolutions has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
+# Each subsampling convolution has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
 _SUBSAMPLING_KERNEL = 3
 _SUBSAMPLING_STRIDE = 2
-# Fewest input frames that still give one output frame: ((7 - 1) // 2 - 1) // 2 = 1.
+# Subsampling factor -> number of those convolutions.
+_SUBSAMPLING_CONVS = {4: 2, 8: 3}
+# Fewest input frames that still give one output frame at factor 4: ((7 - 1) // 2 - 1) // 2 = 1 (factor 8: 15).
 MIN_INPUT_FRAMES = 7
 # Wavelength base of the sinusoidal position table (Vaswani et al. 2017).
 _POSITION_BASE = 10000.0
@@ -37,12 +40,17 @@ class ConformerConfig:
     # 12 layers: the depth of icefall's pruned_transducer_stateless Conformer (the paper's LibriSpeech model).
     num_layers: int = 12
     # Depthwise convolution kernel: 31 frames (1.24 s after subsampling by 4), as in the Conformer paper.
+    # (FastConformer, at factor 8, uses 9.)
     cnn_kernel: int = 31
     # Dropout on attention weights, feed-forward hidden units and every residual branch (icefall: 0.1).
     dropout: float = 0.1
     # Channels of the two subsampling convolutions; 0 means d_model (icefall's Conv2dSubsampling). At 100 frames/s
     # the second convolution costs about as much as six small Conformer layers: small CPU models use fewer.
     subsampling_channels: int = 0
+    # Frame rate reduction of the subsampling: 4 (two stride-2 convolutions, 40 ms frames: icefall's Conformer) or 8
+    # (a third one, 80 ms frames, as NeMo's FastConformer): 8 halves the frames every layer, the joiner and the
+    # losses see, for about half the encoder's cost.
+    subsampling_factor: int = 4
     # Input normalisation: "utterance" subtracts each utterance's mean and divides by its standard deviation, per
     # feature bin, over its valid frames (ESPnet's utterance_mvn); "none" feeds the fbank as it is (icefall). Raw
     # fbank of clean or synthetic audio is bimodal (digital silence sits at the log floor, about -15.9): without
@@ -53,18 +61,34 @@ class ConformerConfig:
 _INPUT_NORMS = ("none", "utterance")
 
 
-def subsampled_lengths(x_lens: Tensor) -> Tensor:
+def _subsampling_convs(factor: int) -> int:
+    if factor not in _SUBSAMPLING_CONVS:
+        raise ValueError(f"subsampling_factor must be one of {sorted(_SUBSAMPLING_CONVS)}, got {factor}")
+    return _SUBSAMPLING_CONVS[factor]
+
+
+def subsampled_lengths(x_lens: Tensor, factor: int = 4) -> Tensor:
     """Frames left after the Conv2d subsampling, exactly.
 
     Args:
         x_lens: (B,) input frames per utterance.
+        factor: the encoder's subsampling_factor.
     Returns:
-        (B,) ((x_lens - 1) // 2 - 1) // 2: two convolutions of kernel 3, stride 2 and no padding.
+        (B,) x_lens after log2(factor) convolutions of kernel 3, stride 2 and no padding, each (T - 1) // 2:
+        ((x_lens - 1) // 2 - 1) // 2 for factor 4.
     """
     out = x_lens
-    for _ in range(2):
+    for _ in range(_subsampling_convs(factor)):
         out = torch.div(out - _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE, rounding_mode="floor") + 1
     return out
+
+
+def min_input_frames(factor: int = 4) -> int:
+    """Fewest input frames that give one encoder frame: 7 for factor 4, 15 for 8."""
+    frames = 1
+    for _ in range(_subsampling_convs(factor)):
+        frames = _SUBSAMPLING_STRIDE * frames + 1
+    return frames
 
 
 def padding_mask(lens: Tensor, max_len: int) -> Tensor:
@@ -91,21 +115,21 @@ def utterance_norm(x: Tensor, x_lens: Tensor, eps: float = 1e-5) -> Tensor:
 
 
 class Conv2dSubsampling(nn.Module):
-    """Two Conv2d (kernel 3, stride 2) + ReLU over (time, feature), then a Linear to d_model: T -> T' (about T / 4)."""
+    """log2(factor) Conv2d (kernel 3, stride 2) + ReLU over (time, feature), then a Linear to d_model:
+    T -> T' = subsampled_lengths(T, factor), about T / factor."""
 
-    def __init__(self, num_features: int, d_model: int, channels: int = 0) -> None:
+    def __init__(self, num_features: int, d_model: int, channels: int = 0, factor: int = 4) -> None:
         super().__init__()
         k, s = _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE
         channels = channels or d_model
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, kernel_size=k, stride=s),
-            nn.ReLU(),
-            nn.Conv2d(channels, channels, kernel_size=k, stride=s),
-            nn.ReLU(),
-        )
-        sub_features = ((num_features - 1) // 2 - 1) // 2
+        layers: list[nn.Module] = []
+        for i in range(_subsampling_convs(factor)):
+            layers += [nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=k, stride=s), nn.ReLU()]
+        self.conv = nn.Sequential(*layers)
+        sub_features = int(subsampled_lengths(torch.tensor(num_features), factor))
         if sub_features < 1:
-            raise ValueError(f"num_features={num_features} is too small for subsampling by 4 (need >= 7)")
+            raise ValueError(f"num_features={num_features} is too small for subsampling by {factor} "
+                             f"(need >= {min_input_frames(factor)})")  # fmt: skip
         self.out = nn.Linear(channels * sub_features, d_model)
         # Unnormalised fbank (about -15..7) through two ReLU convolutions gives activations that grow to O(100)
         # during training and drown every residual branch of the first layers; a LayerNorm keeps them O(1).
@@ -293,7 +317,7 @@ class ConformerLayer(nn.Module):
 
 
 class Conformer(nn.Module):
-    """Conformer encoder: (B, T, F) features -> (B, T', D) with T' = subsampled_lengths(T)."""
+    """Conformer encoder: (B, T, F) features -> (B, T', D) with T' = subsampled_lengths(T, subsampling_factor)."""
 
     def __init__(
         self,
@@ -306,6 +330,7 @@ class Conformer(nn.Module):
         dropout: float,
         subsampling_channels: int = 0,
         input_norm: str = "none",
+        subsampling_factor: int = 4,
     ) -> None:
         super().__init__()
         if input_norm not in _INPUT_NORMS:
@@ -313,7 +338,9 @@ class Conformer(nn.Module):
         self.input_norm = input_norm
         self.num_features = num_features
         self.d_model = d_model
-        self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels)
+        self.subsampling_factor = subsampling_factor
+        self.min_input_frames = min_input_frames(subsampling_factor)
+        self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels, subsampling_factor)
         self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
@@ -331,30 +358,35 @@ class Conformer(nn.Module):
             dropout=cfg.dropout,
             subsampling_channels=cfg.subsampling_channels,
             input_norm=cfg.input_norm,
+            subsampling_factor=cfg.subsampling_factor,
         )
+
+    def output_lengths(self, x_lens: Tensor) -> Tensor:
+        """x_lens: (B,) input frames -> (B,) encoder frames (the trainer's and the data filter's frames_fn)."""
+        return subsampled_lengths(x_lens, self.subsampling_factor)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """
         Args:
             x: (B, T, F) features, padded after each utterance's x_lens frames.
-            x_lens: (B,) int64 valid frames, each >= MIN_INPUT_FRAMES (7) and <= T.
+            x_lens: (B,) int64 valid frames, each >= self.min_input_frames (7 at factor 4, 15 at 8) and <= T.
         Returns:
-            out: (B, T', D), zero at padded frames; T' = subsampled_lengths(T).
-            out_lens: (B,) subsampled_lengths(x_lens).
+            out: (B, T', D), zero at padded frames; T' = self.output_lengths(T).
+            out_lens: (B,) self.output_lengths(x_lens).
         """
         if x.ndim != 3 or x.size(-1) != self.num_features:
             raise ValueError(f"expected x of shape (B, T, {self.num_features}), got {tuple(x.shape)}")
         if x_lens.shape != (x.size(0),):
             raise ValueError(f"expected x_lens of shape ({x.size(0)},), got {tuple(x_lens.shape)}")
-        if int(x_lens.min()) < MIN_INPUT_FRAMES or int(x_lens.max()) > x.size(1):
+        if int(x_lens.min()) < self.min_input_frames or int(x_lens.max()) > x.size(1):
             raise ValueError(
-                f"x_lens must lie in [{MIN_INPUT_FRAMES}, {x.size(1)}] (T of x); got "
+                f"x_lens must lie in [{self.min_input_frames}, {x.size(1)}] (T of x); got "
                 f"min {int(x_lens.min())}, max {int(x_lens.max())}"
             )
         if self.input_norm == "utterance":
             x = utterance_norm(x, x_lens)
         x = self.subsampling(x)  # (B, T', D)
-        out_lens = subsampled_lengths(x_lens)
+        out_lens = self.output_lengths(x_lens)
         mask = padding_mask(out_lens, x.size(1))  # (B, T')
         pos_emb = self.input_dropout(relative_positions(x.size(1), self.d_model, x.device, x.dtype))
         x = self.input_dropout(x * math.sqrt(self.d_model))

@@ -27,8 +27,9 @@ class OptimConfig:
     lr_batches: float = 5000.0
     lr_epochs: float = 6.0
     warmup_batches: float = 500.0
-    # Either schedule: the last cooldown_fraction of training (in batches) decays the rate linearly to 0, for a
-    # fixed budget (trainer.max_steps, or num_epochs once the first epoch has given its length). 0: off (icefall).
+    # Either schedule: the last cooldown_fraction of training decays the rate linearly to 0, for a fixed budget:
+    # in batches (trainer.max_steps, or num_epochs once the first epoch has given its length), or in time
+    # (trainer.max_minutes), whichever ends first. 0: off (icefall).
     cooldown_fraction: float = 0.0
     # Gradient clipping (global L2 norm) on the gradient of the loss summed over the global batch; icefall clips
     # pruned_transducer_stateless at 5. 0 disables clipping.
@@ -43,6 +44,11 @@ class TrainerConfig:
     num_epochs: int = 30
     # Stop after this many batches in all (0: no limit); for smoke tests and demos.
     max_steps: int = 0
+    # Stop once training has taken this many minutes of wall time in all (resumed runs add up; 0: no limit), as
+    # fairseq's --stop-time-hours or Lightning's max_time. The run then ends mid-epoch with that epoch's
+    # epoch-E.pt, and the lr cool-down (optim.cooldown_fraction) follows the time spent. The number of batches then
+    # depends on the machine's speed, so two runs (or a run and its resume) are not bit-identical.
+    max_minutes: float = 0.0
     # Seed of every random generator (model init, dropout, sampler shuffling).
     seed: int = 42
     # "auto" picks cuda when available; "cpu" or "cuda" force it.

@@ -6,7 +6,9 @@ gives the same learning rates. The loop calls `step_batch(batch_idx_train)` afte
 
 Either may end with a linear cool-down to 0 over the last `cooldown_fraction` of training (fixed-budget training,
 as the warm-up-stable-decay schedules): the trainer tells the schedule the total number of batches as soon as it is
-known (`set_total_batches`: with trainer.max_steps at once, else after the first epoch).
+known (`set_total_batches`: with trainer.max_steps at once, else after the first epoch), and, under a time budget
+(trainer.max_minutes), the fraction of the budget spent (`set_time_fraction`); the cool-down follows whichever
+of the two ends sooner.
 """
 
 import math
@@ -44,20 +46,32 @@ class Schedule:
         self.epoch = 0  # whole epochs done
         self.cooldown_fraction = cooldown_fraction
         self.total_batches: int | None = None  # batches of the whole training, once known
+        self.time_fraction: float | None = None  # fraction of a time budget spent, when training has one
         self._apply()
 
     def rate(self) -> float:
         raise NotImplementedError
 
     def cooldown(self) -> float:
-        """Factor of the rate: 1, then falling linearly to 0 over the last cooldown_fraction of total_batches."""
-        if self.cooldown_fraction <= 0.0 or not self.total_batches:
+        """Factor of the rate: 1, then falling linearly to 0 over the last cooldown_fraction of total_batches or of
+        the time budget, whichever ends first."""
+        if self.cooldown_fraction <= 0.0:
             return 1.0
-        span = self.cooldown_fraction * self.total_batches
-        return min(1.0, max(0.0, (self.total_batches - self.batch) / span))
+        factor = 1.0
+        if self.total_batches:
+            span = self.cooldown_fraction * self.total_batches
+            factor = (self.total_batches - self.batch) / span
+        if self.time_fraction is not None:
+            factor = min(factor, (1.0 - self.time_fraction) / self.cooldown_fraction)
+        return min(1.0, max(0.0, factor))
 
     def set_total_batches(self, total: int) -> None:
         self.total_batches = int(total)
+        self._apply()
+
+    def set_time_fraction(self, fraction: float) -> None:
+        """The fraction of the training's time budget spent so far (0 at the start, 1 at its end)."""
+        self.time_fraction = float(fraction)
         self._apply()
 
     def _apply(self) -> None:

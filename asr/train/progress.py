@@ -50,11 +50,12 @@ class Progress:
         self.batches += n
         return dt
 
-    def eta(self, batches_left: int | None) -> str:
-        if batches_left is None or self.batches == 0:
-            return "?"
-        per_batch = (self.last - self.start) / self.batches
-        return format_duration(per_batch * batches_left)
+    def eta(self, batches_left: int | None, seconds_left: float | None = None) -> str:
+        """Time to the end: batches left at the mean rate so far, or the time budget left if that is sooner."""
+        ends = [] if seconds_left is None else [seconds_left]
+        if batches_left is not None and self.batches > 0:
+            ends.append((self.last - self.start) / self.batches * batches_left)
+        return format_duration(min(ends)) if ends else "?"
 
 
 class Scalars:

@@ -1,5 +1,6 @@
 """The library's training entry: builds everything a TrainConfig describes and runs the Trainer."""
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -60,7 +61,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_everything(tcfg.seed + dist.rank)  # different dropout masks on each rank
     optimizer, schedule = build_optimizer(model, obj.optim)
 
-    data = AsrDataModule(obj.data, tokenizer)
+    # encoder frames of an utterance (B,) -> (B,): a picklable function, not the model, for the data filter
+    frames_fn = functools.partial(subsampled_lengths, factor=obj.model.encoder.subsampling_factor)
+    data = AsrDataModule(obj.data, tokenizer, frames_fn=frames_fn)
 
     def make_train_loader(sampler_state):
         return data.train_dataloader(
@@ -77,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         make_train_loader=make_train_loader,
         to_inputs=lambda batch: batch_to_model_inputs(batch, tokenizer),
         valid_loader=data.valid_dataloader(rank=dist.rank, world_size=dist.world_size),
-        frames_fn=subsampled_lengths,
+        frames_fn=frames_fn,
         clip_grad_norm=obj.optim.clip_grad_norm,
         config=OmegaConf.to_container(cfg, resolve=True),
     )

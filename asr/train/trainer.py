@@ -1,4 +1,8 @@
-"""The training loop: DDP, AMP, staged loss, clipping, logging, validation, checkpoints and exact resume."""
+"""The training loop: DDP, AMP, staged loss, clipping, logging, validation, checkpoints and exact resume.
+
+Training ends after trainer.num_epochs, or trainer.max_steps batches, or trainer.max_minutes of wall time (summed
+over resumed runs and measured on rank 0's clock, so every rank stops after the same batch), whichever comes first.
+"""
 
 import logging
 import math
@@ -90,6 +94,9 @@ class Trainer:
         self.batch_idx_train = 0  # batches consumed in all epochs
         self.batches_per_epoch: int | None = None
         self.counters = {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0}
+        self.train_seconds = 0.0  # wall time of fit() in all runs so far (saved, for trainer.max_minutes)
+        self.clock = time.monotonic  # tests replace it
+        self._clock_start, self._seconds_before = 0.0, 0.0
         self._epoch_start_sampler: dict | None = None
         self.scalars = Scalars(self.exp_dir / "tensorboard" if cfg.tensorboard and dist.is_main else None)
 
@@ -116,6 +123,7 @@ class Trainer:
             "batch_idx_train": self.batch_idx_train,
             "batches_per_epoch": self.batches_per_epoch,
             "counters": dict(self.counters),
+            "train_seconds": self.train_seconds,
             "config": self.config,
         }
 
@@ -155,6 +163,7 @@ class Trainer:
         self.batch_idx_train = int(state["batch_idx_train"])
         self.batches_per_epoch = state.get("batches_per_epoch")
         self.counters.update(state.get("counters", {}))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         log.info(
             "resumed from %s: epoch %d, %d batches into it, %d batches in all",
             path, self.epoch, self.batches_done, self.batch_idx_train,
@@ -257,8 +266,22 @@ class Trainer:
         if left is not None:
             self.schedule.set_total_batches(self.batch_idx_train + left)
 
+    def _update_time(self) -> None:
+        """Adds this run's wall time to the earlier runs' and, under a time budget, tells the schedule its share
+        (rank 0's clock on every rank: they must all stop after the same batch)."""
+        seconds = self._seconds_before + (self.clock() - self._clock_start)
+        if self.cfg.max_minutes > 0:
+            if self.dist.is_distributed:
+                mine = torch.tensor([seconds if self.dist.is_main else 0.0], dtype=torch.float64)
+                seconds = float(all_reduce_sum(mine, self.dist)[0])
+            self.schedule.set_time_fraction(min(1.0, seconds / (60.0 * self.cfg.max_minutes)))
+        self.train_seconds = seconds
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_minutes > 0 and self.train_seconds >= 60.0 * self.cfg.max_minutes
+
     def _done(self) -> bool:
-        return self.cfg.max_steps > 0 and self.batch_idx_train >= self.cfg.max_steps
+        return (self.cfg.max_steps > 0 and self.batch_idx_train >= self.cfg.max_steps) or self._out_of_time()
 
     def fit(self) -> dict[str, float]:
         """Trains to the end (resuming from exp_dir when it holds a checkpoint); returns the last interval's stats."""
@@ -278,10 +301,14 @@ class Trainer:
                 self.batches_done = 0
             else:
                 sampler_state = sampler_state_at(self._epoch_start_sampler, self.batches_done)
+        if self.cfg.max_minutes < 0:
+            raise ValueError(f"trainer.max_minutes must be >= 0, got {self.cfg.max_minutes}")
+        self._clock_start, self._seconds_before = self.clock(), self.train_seconds
+        self._update_time()
         self._set_total_batches()
         epochs = max(self.cfg.num_epochs, 1)
         late = self.schedule.cooldown_fraction > (epochs - 1) / epochs
-        if self.schedule.total_batches is None and late:  # the total is only known after the first epoch
+        if self.schedule.total_batches is None and late and self.cfg.max_minutes <= 0:  # the total is only known after the first epoch
             log.warning("optim.cooldown_fraction=%g would start within the first epoch, before its length is known: "
                         "the cool-down starts late (with one epoch: never); set trainer.max_steps to fix the total",
                         self.schedule.cooldown_fraction)  # fmt: skip
@@ -315,6 +342,7 @@ class Trainer:
                 res, grad_norm, input_frames = self.train_step(batch)
                 self.batch_idx_train += 1
                 self.batches_done += 1
+                self._update_time()
                 self.schedule.step_batch(self.batch_idx_train)
                 if res.loss is not None:
                     interval[:4] += torch.tensor([float(res.loss.detach()), res.simple, res.pruned, res.frames])
@@ -331,6 +359,13 @@ class Trainer:
                     self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
                 if self._done():
                     break
+            if self._done() and self._out_of_time():  # the last weights: this (partial) epoch's, for decoding
+                log.info("time budget of %g min spent after %d batches (%d of epoch %d): saving it as epoch-%d.pt",
+                         self.cfg.max_minutes, self.batch_idx_train, self.batches_done, self.epoch,
+                         self.epoch)  # fmt: skip
+                self.validate()
+                self.save(f"epoch-{self.epoch}.pt", epoch_finished=False)
+                break
             if self._done():  # max_steps reached: a checkpoint to continue from, unless one was just written
                 if self.cfg.save_every_n <= 0 or self.batch_idx_train % self.cfg.save_every_n != 0:
                     self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
@@ -342,7 +377,8 @@ class Trainer:
             self.epoch += 1
             self.batches_done = 0
         self.scalars.close()
-        log.info("training done: %d batches; %s", self.batch_idx_train, self.counters)
+        log.info("training done: %d batches in %s; %s", self.batch_idx_train, format_duration(self.train_seconds),
+                 self.counters)  # fmt: skip
         return last
 
     def _log_interval(self, interval: Tensor, progress: Progress) -> dict[str, float]:
@@ -360,12 +396,13 @@ class Trainer:
         }
         self.scalars.add({f"train/{k}": v for k, v in stats.items()}, self.batch_idx_train)
         left = self._batches_left()
+        time_left = 60.0 * self.cfg.max_minutes - self.train_seconds if self.cfg.max_minutes > 0 else None
         of = f"/{self.batches_per_epoch}" if self.batches_per_epoch else ""
         log.info(
             "epoch %d batch %d%s (step %d): loss %.4f (simple %.4f, pruned %.4f) per frame, lr %.3g, grad norm %.3g, "
             "%.0f frames/s, elapsed %s, ETA %s, bad utterances %d",
             self.epoch, self.batches_done, of, self.batch_idx_train, stats["loss"], stats["simple_loss"],
             stats["pruned_loss"], stats["lr"], stats["grad_norm"], stats["frames_per_s"],
-            format_duration(time.monotonic() - progress.start), progress.eta(left), self.counters["bad_utterances"],
+            format_duration(self.train_seconds), progress.eta(left, time_left), self.counters["bad_utterances"],
         )  # fmt: skip
         return stats

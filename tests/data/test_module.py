@@ -162,6 +162,17 @@ def test_subsampled_frames_follows_the_model():
         assert subsampled_frames(t) == int(conformer.subsampled_lengths(torch.tensor([t]))[0])
 
 
+def test_the_filter_counts_the_model_frames_it_is_given(module):
+    """A factor-8 encoder has half the frames: an utterance with as many tokens as 40 ms frames is dropped."""
+    import functools
+
+    from asr.models.conformer import subsampled_lengths
+
+    by8 = AsrDataModule(module.cfg, module.tokenizer, frames_fn=functools.partial(subsampled_lengths, factor=8))
+    assert [by8.subsample(t) for t in (15, 100, 1000)] == [1, 11, 124]
+    assert by8.train_filter.subsample(1000) == 124 and module.train_filter.subsample(1000) == 249
+
+
 def test_subsampled_frames_fallback_without_the_model(monkeypatch):
     import sys
 

@@ -11,6 +11,7 @@ from asr.models.conformer import (
     Conv2dSubsampling,
     MaskedBatchNorm1d,
     RelPositionMultiheadAttention,
+    min_input_frames,
     relative_positions,
     subsampled_lengths,
     utterance_norm,
@@ -31,6 +32,34 @@ def test_subsampled_lengths_match_the_convolutions_for_every_length():
     assert torch.equal(subsampled_lengths(lens), expected)
     # Known values: 7 -> 1, 8 -> 1, 11 -> 2, 100 -> 24, 1000 -> 249.
     assert subsampled_lengths(torch.tensor([7, 8, 11, 100, 1000])).tolist() == [1, 1, 2, 24, 249]
+
+
+def test_subsampling_by_8_lengths_match_its_three_convolutions():
+    sub = Conv2dSubsampling(num_features=F, d_model=4, factor=8)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in sub.modules()) == 3
+    lens = torch.arange(min_input_frames(8), 300)
+    expected = torch.tensor([sub(torch.zeros(1, int(t), F)).size(1) for t in lens])
+    assert torch.equal(subsampled_lengths(lens, factor=8), expected)
+    # Known values: 15 -> 1 (14 -> 0), 100 -> 11, 1000 -> 124: about T / 8.
+    assert subsampled_lengths(torch.tensor([14, 15, 100, 1000]), factor=8).tolist() == [0, 1, 11, 124]
+    assert (min_input_frames(4), min_input_frames(8)) == (MIN_INPUT_FRAMES, 15)
+    with pytest.raises(ValueError, match="subsampling_factor must be one of"):
+        subsampled_lengths(lens, factor=6)
+
+
+def test_factor_8_encoder_halves_the_frames_and_stays_padding_invariant():
+    enc = tiny_conformer(subsampling_factor=8).eval()
+    x = torch.randn(2, 90, F)
+    x_lens = torch.tensor([90, 61])
+    out, out_lens = enc(x, x_lens)
+    assert torch.equal(out_lens, enc.output_lengths(x_lens)) and out_lens.tolist() == [10, 6]
+    assert out.shape == (2, 10, 16)
+    out_p, _ = enc(torch.cat([x, 100 * torch.randn(2, 40, F)], dim=1), x_lens)
+    for b, n in enumerate(out_lens.tolist()):
+        torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+        assert torch.all(out[b, n:] == 0)
+    with pytest.raises(ValueError, match=r"x_lens must lie in \[15, "):
+        enc(x[:, :14], torch.tensor([14, 14]))
 
 
 def test_output_shapes_lengths_and_zero_padding():

@@ -68,6 +68,19 @@ def test_train_entry_point_writes_exp_dir_and_resumes(prepared, tmp_path, python
     assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
 
 
+def test_train_entry_point_with_a_time_budget_and_subsampling_by_8(prepared, tmp_path, python_exe):
+    """trainer.max_minutes ends the run after its first batch with that epoch's epoch-E.pt (partial); the encoder's
+    subsampling factor reaches the model, the data filter and the loss (frames_fn)."""
+    exp = tmp_path / "exp"
+    run = _train(prepared, exp, python_exe, "trainer.max_minutes=0.0001", "model.encoder.subsampling_factor=8")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "time budget of 0.0001 min spent after 1 batches" in run.stdout
+    state = torch.load(exp / "epoch-1.pt", weights_only=False)
+    assert state["batch_idx_train"] == 1 and not state["sampler"]["epoch_finished"] and state["train_seconds"] > 0
+    assert state["config"]["model"]["encoder"]["subsampling_factor"] == 8
+    assert sum(1 for k in state["model"] if k.startswith("encoder.subsampling.conv.") and k.endswith(".weight")) == 3
+
+
 @pytest.mark.slow
 def test_entry_point_resume_is_bit_identical_with_spec_augment(prepared, tmp_path, python_exe):
     """Through the real data module (SpecAugment on, num_workers=0): stopping after 3 and 5 batches and re-running

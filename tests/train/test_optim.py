@@ -77,6 +77,20 @@ def test_cooldown_decays_linearly_to_zero_over_the_last_fraction():
         EdenSchedule(_opt(), 0.003, 5000, 6, 500, cooldown_fraction=1.5)
 
 
+def test_cooldown_follows_the_time_budget_or_the_batches_whichever_ends_first():
+    opt = _opt()
+    sched = NoamSchedule(opt, model_size=256, factor=5.0, warm_step=100, cooldown_fraction=0.4)
+    sched.step_batch(500)
+    for fraction, factor in [(0.0, 1.0), (0.6, 1.0), (0.7, 0.75), (0.9, 0.25), (1.0, 0.0)]:
+        sched.set_time_fraction(fraction)
+        assert sched.get_last_lr()[0] == pytest.approx(sched.rate() * factor, rel=1e-12, abs=0.0), fraction
+    sched.set_time_fraction(0.7)  # time says 0.75 ...
+    sched.set_total_batches(625)  # ... the batches (625 - 500) / (0.4 * 625) = 0.5: the sooner end wins
+    assert sched.get_last_lr()[0] == pytest.approx(sched.rate() * 0.5, rel=1e-12)
+    sched.set_total_batches(10_000)  # now the time budget ends first
+    assert sched.get_last_lr()[0] == pytest.approx(sched.rate() * 0.75, rel=1e-12)
+
+
 def test_build_optimizer_passes_the_cooldown():
     _, sched = build_optimizer(torch.nn.Linear(3, 2), OptimConfig(schedule="eden", cooldown_fraction=0.25))
     sched.set_total_batches(400)

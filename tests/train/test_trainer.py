@@ -69,3 +69,49 @@ def test_cooldown_total_and_late_start_warning(tmp_path, caplog, fraction, epoch
     if epochs > 1:
         assert trainer.schedule.total_batches == trainer.batch_idx_train == 6
         assert trainer.schedule.get_last_lr()[0] == 0.0
+
+
+def test_time_budget_stops_mid_epoch_saves_the_epoch_and_resumes(tmp_path, caplog):
+    """trainer.max_minutes: each batch takes 30 s of a fake clock. A 1.5-minute budget stops after batch 3 of 4
+    with the lr cooled down to 0 and epoch-1.pt written; a resumed run with 2.5 minutes adds 2 batches (the rest of
+    epoch 1, the first of epoch 2), and one more resume with the same budget trains nothing."""
+    batches = fixed_batches(make_cuts(16), 0, 1, global_batch=4)  # 4 batches an epoch
+
+    def budgeted(minutes: float, calls: list):
+        trainer = make_trainer(tmp_path, batches, calls=calls, num_epochs=3, max_minutes=minutes, save_every_n=0)
+        trainer.schedule.cooldown_fraction = 0.5
+        now = [0.0]
+        trainer.clock = lambda: now[0]
+        inputs = trainer.to_inputs
+
+        def slow_inputs(batch):
+            now[0] += 30.0
+            return inputs(batch)
+
+        trainer.to_inputs = slow_inputs
+        return trainer
+
+    first_calls: list = []
+    first = budgeted(1.5, first_calls)
+    with caplog.at_level(logging.INFO, logger="asr.train"):
+        first.fit()
+    assert first.batch_idx_train == 3 and first.train_seconds == 90.0
+    assert "time budget of 1.5 min spent after 3 batches" in caplog.text
+    assert first.schedule.get_last_lr()[0] == 0.0
+    saved = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
+    assert saved["train_seconds"] == 90.0 and saved["sampler"]["epoch_finished"] is False
+    assert saved["sampler"]["batches_done"] == 3
+
+    second_calls: list = []
+    second = budgeted(2.5, second_calls)
+    second.fit()
+    assert second.batch_idx_train == 5 and second.train_seconds == 150.0
+    assert [c["supervisions"]["cut_ids"] for c in second_calls] == [
+        b["supervisions"]["cut_ids"] for b in (batches[3], batches[0])
+    ]
+    assert torch.load(tmp_path / "epoch-1.pt", weights_only=False)["sampler"]["epoch_finished"] is True
+    assert torch.load(tmp_path / "epoch-2.pt", weights_only=False)["sampler"]["batches_done"] == 1
+
+    third = budgeted(2.5, [])
+    third.fit()
+    assert third.batch_idx_train == 5
