@@ -1,7 +1,8 @@
 """Training-step time of two set-ups relative to each other, interleaved on the same batches.
 
     nice .venv/bin/python bench/bench_train_step.py                   # bf16 autocast vs float32, conformer_small
-    nice .venv/bin/python bench/bench_train_step.py --compare subsampling --vocab-size 64   # factor 8 vs 4
+    nice .venv/bin/python bench/bench_train_step.py --compare subsampling --vocab-size 128  # factor 8 vs 4
+    nice .venv/bin/python bench/bench_train_step.py --compare half-rate --vocab-size 64     # layers 1-4 at half rate
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
@@ -12,6 +13,8 @@ the second's time / the first's.
   CUDA with bf16, and on CPUs with native bfloat16 (AVX512-BF16 or AMX).
 - `--compare subsampling`: the model's encoder at subsampling factor 4 against 8 (FastConformer's 80 ms frames,
   with the depthwise kernel halved to keep its span in seconds), both in the precision `trainer.amp=auto` picks.
+- `--compare half-rate`: the model as it is against the same with `half_rate_layers` (default [1, 5]: of six
+  layers, the middle four at half the frame rate), in that precision too.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["amp", "subsampling"], default="amp")
+    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate"], default="amp")
+    parser.add_argument("--half-rate-layers", type=int, nargs=2, default=[1, 5], help="for --compare half-rate")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
     parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per batch (the demo: 60)")
@@ -78,6 +82,11 @@ def main() -> None:
     if args.compare == "amp":
         model = build(args.model, args.vocab_size, device)
         setups = [("float32", model, "none"), ("bf16 autocast", model, "bf16")]
+    elif args.compare == "half-rate":
+        amp = resolve_amp("auto", device)
+        setups = [("full rate", build(args.model, args.vocab_size, device), amp),
+                  (f"half_rate_layers {args.half_rate_layers}", build(args.model, args.vocab_size, device,
+                                                                     half_rate_layers=args.half_rate_layers), amp)]
     else:
         amp = resolve_amp("auto", device)
         kernel = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.cnn_kernel)

@@ -10,11 +10,13 @@ In eval mode (and in train mode without dropout) adding padding changes no valid
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from asr.models.time_reduction import BypassUpsample, PairDownsample
 
 # Each subsampling convolution has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
 _SUBSAMPLING_KERNEL = 3
@@ -51,6 +53,10 @@ class ConformerConfig:
     # (a third one, 80 ms frames, as NeMo's FastConformer): 8 halves the frames every layer, the joiner and the
     # losses see, for about half the encoder's cost.
     subsampling_factor: int = 4
+    # [] or [first, end]: layers first .. end - 1 run at half the frame rate, between a learned pair average and a
+    # repeat-and-bypass back to full rate (Squeezeformer's Temporal U-Net, Zipformer's middle stacks); the output
+    # keeps subsampling_factor's frames. E.g. [1, 5] of 6 layers: a third less compute in the layers.
+    half_rate_layers: list[int] = field(default_factory=list)
     # Input normalisation: "utterance" subtracts each utterance's mean and divides by its standard deviation, per
     # feature bin, over its valid frames (ESPnet's utterance_mvn); "none" feeds the fbank as it is (icefall). Raw
     # fbank of clean or synthetic audio is bimodal (digital silence sits at the log floor, about -15.9): without
@@ -331,6 +337,7 @@ class Conformer(nn.Module):
         subsampling_channels: int = 0,
         input_norm: str = "none",
         subsampling_factor: int = 4,
+        half_rate_layers: list[int] | tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if input_norm not in _INPUT_NORMS:
@@ -345,6 +352,14 @@ class Conformer(nn.Module):
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
         )
+        half = tuple(int(i) for i in half_rate_layers)
+        if half and not (len(half) == 2 and 0 <= half[0] < half[1] < num_layers):
+            raise ValueError(f"half_rate_layers must be [] or [first, end] with 0 <= first < end < num_layers "
+                             f"({num_layers}), got {list(half_rate_layers)}")  # fmt: skip
+        self.half_rate_layers = half
+        if half:
+            self.downsample = PairDownsample()
+            self.upsample = BypassUpsample(d_model)
 
     @classmethod
     def from_config(cls, cfg: ConformerConfig) -> "Conformer":
@@ -359,6 +374,7 @@ class Conformer(nn.Module):
             subsampling_channels=cfg.subsampling_channels,
             input_norm=cfg.input_norm,
             subsampling_factor=cfg.subsampling_factor,
+            half_rate_layers=cfg.half_rate_layers,
         )
 
     def output_lengths(self, x_lens: Tensor) -> Tensor:
@@ -390,6 +406,16 @@ class Conformer(nn.Module):
         mask = padding_mask(out_lens, x.size(1))  # (B, T')
         pos_emb = self.input_dropout(relative_positions(x.size(1), self.d_model, x.device, x.dtype))
         x = self.input_dropout(x * math.sqrt(self.d_model))
-        for layer in self.layers:
+        first, end = self.half_rate_layers or (-1, -1)
+        full_rate = (x, mask, pos_emb)
+        for i, layer in enumerate(self.layers):
+            if i == first:  # to half rate: (B, T', D) -> (B, ceil(T' / 2), D)
+                full_rate = (x, mask, pos_emb)
+                x, half_lens = self.downsample(x, out_lens)
+                mask = padding_mask(half_lens, x.size(1))
+                pos_emb = self.input_dropout(relative_positions(x.size(1), self.d_model, x.device, x.dtype))
+            elif i == end:  # back to full rate
+                skip, mask, pos_emb = full_rate
+                x = self.upsample(x, skip)
             x = layer(x, pos_emb, mask)
         return x.masked_fill(mask.unsqueeze(-1), 0.0), out_lens

@@ -18,7 +18,7 @@ Modules:
 Experiment directory (trainer.exp_dir; only rank 0 writes):
     config.yaml            the resolved config of the latest start
     checkpoint-{step}.pt   every trainer.save_every_n batches (step = batches trained in all); last keep_last_k kept
-    epoch-{E}.pt           at the end of each epoch E (1-based); all kept
+    epoch-{E}.pt           at the end of each epoch E (1-based), and where trainer.max_minutes ends epoch E; all kept
     tensorboard/           events: train/{loss,simple_loss,pruned_loss} per frame, train/lr, train/grad_norm,
                            train/frames_per_s, valid/{loss,simple_loss,pruned_loss} per frame
     log/log-train-{time}.txt   the console log of each start
@@ -26,14 +26,16 @@ Experiment directory (trainer.exp_dir; only rank 0 writes):
 Each .pt is a dict: "model" (state_dict), "model_avg" (float64 state_dict or None), "optimizer", "scheduler",
 "grad_scaler", "sampler" ({"epoch", "batches_done", "epoch_finished", "lhotse": sampler state_dict to resume the
 epoch from}), "rng" ({"world_size", "states": one dict per rank}), "epoch", "batch_idx_train", "batches_per_epoch",
-"counters" (bad utterances, skipped batches, non-finite gradients), "config" (plain dict of the resolved config).
+"counters" (bad utterances, skipped batches, non-finite gradients), "train_seconds" (wall time of training so far),
+"config" (plain dict of the resolved config).
 
 Resume: re-running the same command loads the readable checkpoint with the most batches trained (a truncated file
 is skipped with a warning) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU, with or
 without DataLoader workers: random augmentation is seeded per batch from (seed, epoch, rank, the batch's cut ids)
 (asr.data.module.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
 ranks that resume from different places stop with an error. A checkpoint from N ranks resumed on M != N restarts
-its epoch from the first batch, with a warning.
+its epoch from the first batch, with a warning. A time budget (trainer.max_minutes) makes the batch count and the
+cool-down depend on the machine's speed: such runs resume correctly but not bit-identically.
 
 Losses: the model's per-utterance losses are summed over the batch; logged values are per encoder frame. Under DDP
 the loss is scaled by the world size before backward, so gradients equal those of one process with the global batch.

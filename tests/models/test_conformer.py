@@ -89,10 +89,12 @@ def test_padding_does_not_change_valid_frames():
         torch.testing.assert_close(out[b, :n], alone[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("half_rate_layers", [[], [0, 1]])
 @pytest.mark.parametrize("training", [False, True])
-def test_padding_does_not_change_valid_frames_in_either_mode(training):
-    """Without dropout, train mode (masked BatchNorm statistics) is padding-invariant too."""
-    enc = tiny_conformer().train(training)
+def test_padding_does_not_change_valid_frames_in_either_mode(training, half_rate_layers):
+    """Without dropout, train mode (masked BatchNorm statistics) is padding-invariant too; so is a layer at half
+    the frame rate (its pair average never takes a padded frame)."""
+    enc = tiny_conformer(half_rate_layers=half_rate_layers).train(training)
     x = torch.randn(2, 41, F)
     x_lens = torch.tensor([41, 29])
     out, out_lens = enc(x, x_lens)
