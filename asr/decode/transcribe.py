@@ -3,7 +3,7 @@
     asr-transcribe --exp-dir recipes/librispeech/exp/l12 --epoch 30 --avg 9 a.flac b.wav
     asr-transcribe --exp-dir exp/demo --checkpoint exp/demo/epoch-3.pt --method modified_beam_search *.wav
     asr-transcribe --exp-dir exp/demo --method modified_beam_search --beam 32 \
-        --lm data/lm_bpe_64/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 0.3 \
+        --lm data/lm_bpe_64/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 1.5 \
         --lexicon data/lm_bpe_64/words.txt --word-lm data/lm_bpe_64/words_3gram.arpa a.wav
 
 The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
