@@ -1,4 +1,5 @@
-"""asr.models: Conformer encoder, stateless decoder, joiner and the pruned RNN-T transducer."""
+"""asr.models: Conformer encoder (with optional half-rate layers, asr.models.time_reduction), stateless decoder,
+joiner and the pruned RNN-T transducer."""
 
 from asr.models.conformer import Conformer, ConformerConfig, subsampled_lengths
 from asr.models.decoder import Decoder, DecoderConfig
