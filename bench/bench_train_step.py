@@ -41,11 +41,18 @@ def tokens_per_second(vocab_size: int) -> float:
     return TOKENS_PER_SECOND.get(vocab_size, 14.4 * (32 / vocab_size) ** 0.42)
 
 
-def make_batch(seconds: float, vocab_size: int, generator: torch.Generator) -> tuple:
-    """Utterances of 2-16 s filling `seconds` of audio: x (B, T, 80), x_lens (B,), y (B, U), y_lens (B,)."""
-    durations = []
+def make_batch(seconds: float, vocab_size: int, generator: torch.Generator, lo: float = 2.0, hi: float = 16.0,
+               bucketed: bool = False) -> tuple:
+    """Utterances of lo-hi s filling `seconds` of audio: x (B, T, 80), x_lens (B,), y (B, U), y_lens (B,).
+
+    bucketed: the utterances of a batch are within 10% of one length drawn from lo-hi, as a bucketing sampler
+    (the trainer's) makes them, with little padding; else each length is drawn alone.
+    """
+    durations: list[float] = []
+    center = float(torch.empty(1).uniform_(lo, hi, generator=generator))
     while sum(durations) < seconds:
-        durations.append(float(torch.empty(1).uniform_(2.0, 16.0, generator=generator)))
+        a, b = (0.9 * center, 1.1 * center) if bucketed else (lo, hi)
+        durations.append(float(torch.empty(1).uniform_(a, b, generator=generator)))
     x_lens = torch.tensor([int(d * FRAMES_PER_SECOND) for d in durations])
     y_lens = torch.tensor([max(1, int(d * tokens_per_second(vocab_size))) for d in durations])
     x = torch.randn(len(durations), int(x_lens.max()), 80, generator=generator)
@@ -73,6 +80,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--utterance-seconds", type=float, nargs=2, default=[2.0, 16.0],
+                        help="range of utterance lengths (the demo corpus: 1.5-16.5, mean 6.2)")
+    parser.add_argument("--bucketed", action="store_true", help="batches of similar lengths, as the trainer's")
     args = parser.parse_args()
 
     if args.threads > 0:
@@ -95,7 +105,9 @@ def main() -> None:
                                                          cnn_kernel=kernel // 2), amp)]  # fmt: skip
     optimizers = {label: torch.optim.Adam(model.parameters(), lr=1e-4) for label, model, _ in setups}
     generator = torch.Generator().manual_seed(args.seed)
-    batches = [make_batch(args.seconds, args.vocab_size, generator) for _ in range(args.batches + 2)]
+    lo, hi = args.utterance_seconds
+    batches = [make_batch(args.seconds, args.vocab_size, generator, lo, hi, args.bucketed)
+               for _ in range(args.batches + 2)]
 
     def step(batch: tuple, label: str, model: torch.nn.Module, amp: str) -> float:
         x, x_lens, y, y_lens = (t.to(device) for t in batch)
@@ -125,7 +137,8 @@ def main() -> None:
     native = cpu_has_native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
     print(f"device {device}, threads {torch.get_num_threads()}, native bf16 {native}, model {args.model} "
           f"({sum(p.numel() for p in setups[0][1].parameters()):,} parameters, vocab {args.vocab_size}), "
-          f"{args.seconds:.0f} s batches, {args.batches} timed steps each")
+          f"{args.seconds:.0f} s batches of {lo:g}-{hi:g} s utterances{' (bucketed)' if args.bucketed else ''}, "
+          f"{args.batches} timed steps each")
     print(f"| set-up | median step s | ratio to {first} (median of per-batch ratios) |")
     print("|---|---|---|")
     print(f"| {first} | {statistics.median(times[first]):.3f} | 1.000 |")

@@ -23,7 +23,6 @@ SEEN_WER_MAX = 60.0  # WER on the training sentences: ~39 after these 60 epochs 
 # Sizes chosen so that the whole test takes a few minutes on 2 cores; the vocabulary is the demo's (64 units).
 TRAIN_ARGS = " ".join([
     "model.encoder.num_layers=2",
-    "model.encoder.half_rate_layers=[0,1]",  # the demo's half-rate layers ([1,5] of 6), scaled to 2 layers
     "model.encoder.d_model=96",
     "model.encoder.num_heads=4",
     "model.encoder.ff_dim=384",
