@@ -89,16 +89,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
+    amp = resolve_amp("auto", device)  # the precision of the architecture comparisons
     if args.compare == "amp":
         model = build(args.model, args.vocab_size, device)
         setups = [("float32", model, "none"), ("bf16 autocast", model, "bf16")]
     elif args.compare == "half-rate":
-        amp = resolve_amp("auto", device)
         setups = [("full rate", build(args.model, args.vocab_size, device), amp),
                   (f"half_rate_layers {args.half_rate_layers}", build(args.model, args.vocab_size, device,
                                                                      half_rate_layers=args.half_rate_layers), amp)]
     else:
-        amp = resolve_amp("auto", device)
         kernel = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.cnn_kernel)
         setups = [(f"factor 4, kernel {kernel}", build(args.model, args.vocab_size, device), amp),
                   (f"factor 8, kernel {kernel // 2}", build(args.model, args.vocab_size, device, subsampling_factor=8,

@@ -308,7 +308,8 @@ class Trainer:
         self._set_total_batches()
         epochs = max(self.cfg.num_epochs, 1)
         late = self.schedule.cooldown_fraction > (epochs - 1) / epochs
-        if self.schedule.total_batches is None and late and self.cfg.max_minutes <= 0:  # the total is only known after the first epoch
+        # the total is only known after the first epoch (a time budget needs none)
+        if self.schedule.total_batches is None and late and self.cfg.max_minutes <= 0:
             log.warning("optim.cooldown_fraction=%g would start within the first epoch, before its length is known: "
                         "the cool-down starts late (with one epoch: never); set trainer.max_steps to fix the total",
                         self.schedule.cooldown_fraction)  # fmt: skip
@@ -359,7 +360,7 @@ class Trainer:
                     self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
                 if self._done():
                     break
-            if self._done() and self._out_of_time():  # the last weights: this (partial) epoch's, for decoding
+            if self._out_of_time():  # the last weights: this (partial) epoch's, for decoding
                 log.info("time budget of %g min spent after %d batches (%d of epoch %d): saving it as epoch-%d.pt",
                          self.cfg.max_minutes, self.batch_idx_train, self.batches_done, self.epoch,
                          self.epoch)  # fmt: skip
