@@ -7,6 +7,10 @@ from omegaconf import MISSING
 
 @dataclass
 class OptimConfig:
+    # "adam": torch's Adam (icefall's pruned_transducer_stateless); "scaled_adam": icefall's ScaledAdam
+    # (asr.train.scaled_adam: updates relative to each tensor's RMS, learnt scales, clipping by the median of
+    # recent gradient norms), used with the Eden schedule and clip_grad_norm 0 (conf/optim/scaled_adam.yaml).
+    optimizer: str = "adam"
     # Adam's moments: icefall's pruned_transducer_stateless uses (0.9, 0.98), as the Transformer paper.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     # Adam's epsilon: 1e-9 as icefall's Noam optimiser (the sum-reduced loss makes gradients large).
@@ -34,6 +38,17 @@ class OptimConfig:
     # Gradient clipping (global L2 norm) on the gradient of the loss summed over the global batch; icefall clips
     # pruned_transducer_stateless at 5. 0 disables clipping.
     clip_grad_norm: float = 5.0
+    # ScaledAdam only (icefall's defaults): clip the RMS-weighted gradient norm to clipping_scale x the median of
+    # the last clipping_update_period batches' norms; scalars learn at lr x scalar_lr_scale and stay within
+    # +-scalar_max; each tensor's RMS (its learnt scale) is kept within [param_min_rms, param_max_rms] and
+    # updated every size_update_period steps.
+    clipping_scale: float = 2.0
+    clipping_update_period: int = 100
+    scalar_lr_scale: float = 0.1
+    scalar_max: float = 10.0
+    param_min_rms: float = 1.0e-5
+    param_max_rms: float = 3.0
+    size_update_period: int = 4
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from asr.train.config import OptimConfig
+from asr.train.scaled_adam import ScaledAdam
 
 
 def noam_lr(step: int, model_size: int, factor: float, warm_step: int) -> float:
@@ -138,13 +139,29 @@ class EdenSchedule(Schedule):
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Optimizer, Schedule]:
-    """Adam over the model's trainable parameters and the schedule that sets its learning rate."""
+    """Adam or ScaledAdam over the model's trainable parameters and the schedule that sets its learning rate."""
     if len(cfg.betas) != 2:
         raise ValueError(f"optim.betas needs two values, got {cfg.betas}")
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(
-        params, lr=0.0, betas=(float(cfg.betas[0]), float(cfg.betas[1])), eps=cfg.eps, weight_decay=cfg.weight_decay
-    )
+    betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+    if cfg.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            params, lr=0.0, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "scaled_adam":
+        if cfg.clip_grad_norm > 0:
+            raise ValueError("optim.optimizer=scaled_adam clips its own gradients (optim.clipping_scale): set "
+                             f"optim.clip_grad_norm=0 (it is {cfg.clip_grad_norm}), as conf/optim/scaled_adam.yaml does")
+        if cfg.weight_decay:
+            raise ValueError("optim.weight_decay is not supported with scaled_adam (its scales are learnt)")
+        optimizer = ScaledAdam(
+            params, lr=0.0, betas=betas, eps=cfg.eps, clipping_scale=cfg.clipping_scale,
+            clipping_update_period=cfg.clipping_update_period, scalar_lr_scale=cfg.scalar_lr_scale,
+            scalar_max=cfg.scalar_max, param_min_rms=cfg.param_min_rms, param_max_rms=cfg.param_max_rms,
+            size_update_period=cfg.size_update_period,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"optim.optimizer must be adam or scaled_adam, got {cfg.optimizer!r}")
     if cfg.schedule == "noam":
         schedule: Schedule = NoamSchedule(optimizer, cfg.model_size, cfg.lr_factor, cfg.warm_step,
                                           cfg.cooldown_fraction)
