@@ -3,6 +3,7 @@
     nice .venv/bin/python bench/bench_train_step.py                   # bf16 autocast vs float32, conformer_small
     nice .venv/bin/python bench/bench_train_step.py --compare subsampling --vocab-size 128  # factor 8 vs 4
     nice .venv/bin/python bench/bench_train_step.py --compare half-rate --vocab-size 64     # layers 1-4 at half rate
+    nice .venv/bin/python bench/bench_train_step.py --compare optimizer --vocab-size 64     # ScaledAdam vs Adam
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
@@ -15,6 +16,8 @@ the second's time / the first's.
   with the depthwise kernel halved to keep its span in seconds), both in the precision `trainer.amp=auto` picks.
 - `--compare half-rate`: the model as it is against the same with `half_rate_layers` (default [1, 5]: of six
   layers, the middle four at half the frame rate), in that precision too.
+- `--compare optimizer`: Adam against ScaledAdam (`optim=scaled_adam`, the demo's), on two copies of the model
+  (the step includes the optimiser's, which is all that differs).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from omegaconf import OmegaConf
 
 from asr.models import ModelConfig, build_model
+from asr.train.scaled_adam import ScaledAdam
 from asr.train.step import compute_batch_loss, cpu_has_native_bf16, resolve_amp
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
@@ -71,7 +75,7 @@ def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate"], default="amp")
+    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate", "optimizer"], default="amp")
     parser.add_argument("--half-rate-layers", type=int, nargs=2, default=[1, 5], help="for --compare half-rate")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
     parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
@@ -97,12 +101,16 @@ def main() -> None:
         setups = [("full rate", build(args.model, args.vocab_size, device), amp),
                   (f"half_rate_layers {args.half_rate_layers}", build(args.model, args.vocab_size, device,
                                                                      half_rate_layers=args.half_rate_layers), amp)]
+    elif args.compare == "optimizer":
+        setups = [("Adam", build(args.model, args.vocab_size, device), amp),
+                  ("ScaledAdam", build(args.model, args.vocab_size, device), amp)]
     else:
         kernel = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.cnn_kernel)
         setups = [(f"factor 4, kernel {kernel}", build(args.model, args.vocab_size, device), amp),
                   (f"factor 8, kernel {kernel // 2}", build(args.model, args.vocab_size, device, subsampling_factor=8,
                                                          cnn_kernel=kernel // 2), amp)]  # fmt: skip
-    optimizers = {label: torch.optim.Adam(model.parameters(), lr=1e-4) for label, model, _ in setups}
+    optimizers = {label: ScaledAdam(model.parameters(), lr=1e-3) if label == "ScaledAdam"
+                  else torch.optim.Adam(model.parameters(), lr=1e-4) for label, model, _ in setups}
     generator = torch.Generator().manual_seed(args.seed)
     lo, hi = args.utterance_seconds
     batches = [make_batch(args.seconds, args.vocab_size, generator, lo, hi, args.bucketed)
