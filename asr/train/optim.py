@@ -151,7 +151,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Opt
     elif cfg.optimizer == "scaled_adam":
         if cfg.clip_grad_norm > 0:
             raise ValueError("optim.optimizer=scaled_adam clips its own gradients (optim.clipping_scale): set "
-                             f"optim.clip_grad_norm=0 (it is {cfg.clip_grad_norm}), as conf/optim/scaled_adam.yaml does")
+                             f"optim.clip_grad_norm=0 (it is {cfg.clip_grad_norm}), as "
+                             "conf/optim/scaled_adam.yaml does")
         if cfg.weight_decay:
             raise ValueError("optim.weight_decay is not supported with scaled_adam (its scales are learnt)")
         optimizer = ScaledAdam(

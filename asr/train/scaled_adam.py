@@ -24,6 +24,7 @@ parameter's state. With DDP every rank holds the same all-reduced gradients, so 
 Use it with the Eden schedule and without the trainer's own clipping: `optim=scaled_adam` (conf/optim).
 """
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -47,7 +48,9 @@ class ScaledAdam(torch.optim.Optimizer):
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"ScaledAdam betas must be in [0, 1), got {betas}")
         if not 0.0 < param_min_rms < param_max_rms:
-            raise ValueError(f"ScaledAdam needs 0 < param_min_rms < param_max_rms, got {param_min_rms}, {param_max_rms}")
+            raise ValueError(
+                f"ScaledAdam needs 0 < param_min_rms < param_max_rms, got {param_min_rms}, {param_max_rms}"
+            )
         if size_update_period < 1 or clipping_update_period < 1:
             raise ValueError("ScaledAdam's size_update_period and clipping_update_period must be >= 1")
         if clipping_scale is not None and clipping_scale <= 0:
@@ -102,7 +105,7 @@ class ScaledAdam(torch.optim.Optimizer):
         if "model_norms" not in state:
             state["model_norms"] = torch.zeros(period, dtype=torch.float64)
             state["num_norms"] = 0
-        if not torch.isfinite(torch.tensor(norm)):
+        if not math.isfinite(norm):
             return 1.0  # the trainer skips steps with non-finite gradients; keep them out of the history
         history = state["model_norms"]
         history[state["num_norms"] % period] = norm

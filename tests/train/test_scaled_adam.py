@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,12 +9,12 @@ from asr.train.config import OptimConfig
 from asr.train.optim import EdenSchedule, build_optimizer
 from asr.train.scaled_adam import ScaledAdam
 
-CONF = __import__("pathlib").Path(__file__).resolve().parents[2] / "conf" / "optim" / "scaled_adam.yaml"
+CONF = Path(__file__).resolve().parents[2] / "conf" / "optim" / "scaled_adam.yaml"
 
 
-def _param(*shape, seed=0, scale=1.0):
+def _param(*shape, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.nn.Parameter(scale * torch.randn(*shape, generator=g, dtype=torch.float64))
+    return torch.nn.Parameter(torch.randn(*shape, generator=g, dtype=torch.float64))
 
 
 def test_first_step_moves_each_element_by_lr_times_the_tensor_rms():
