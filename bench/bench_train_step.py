@@ -4,6 +4,7 @@
     nice .venv/bin/python bench/bench_train_step.py --compare subsampling --vocab-size 128  # factor 8 vs 4
     nice .venv/bin/python bench/bench_train_step.py --compare half-rate --vocab-size 64     # layers 1-4 at half rate
     nice .venv/bin/python bench/bench_train_step.py --compare optimizer --vocab-size 64     # ScaledAdam vs Adam
+    nice .venv/bin/python bench/bench_train_step.py --compare foreach --vocab-size 64       # ScaledAdam's two paths
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
@@ -18,6 +19,9 @@ the second's time / the first's.
   layers, the middle four at half the frame rate), in that precision too.
 - `--compare optimizer`: Adam against ScaledAdam (`optim=scaled_adam`, the demo's), on two copies of the model
   (the step includes the optimiser's, which is all that differs).
+- `--compare foreach`: ScaledAdam's per-tensor loop (`foreach=False`) against its `torch._foreach_*` path (the
+  default), two copies of the model.
+The table also gives the median time of the optimiser step alone.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate", "optimizer"], default="amp")
+    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate", "optimizer", "foreach"], default="amp")
     parser.add_argument("--half-rate-layers", type=int, nargs=2, default=[1, 5], help="for --compare half-rate")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
     parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
@@ -104,22 +108,33 @@ def main() -> None:
     elif args.compare == "optimizer":
         setups = [("Adam", build(args.model, args.vocab_size, device), amp),
                   ("ScaledAdam", build(args.model, args.vocab_size, device), amp)]
+    elif args.compare == "foreach":
+        setups = [("ScaledAdam per-tensor loop", build(args.model, args.vocab_size, device), amp),
+                  ("ScaledAdam foreach", build(args.model, args.vocab_size, device), amp)]
     else:
         kernel = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.cnn_kernel)
         setups = [(f"factor 4, kernel {kernel}", build(args.model, args.vocab_size, device), amp),
                   (f"factor 8, kernel {kernel // 2}", build(args.model, args.vocab_size, device, subsampling_factor=8,
                                                          cnn_kernel=kernel // 2), amp)]  # fmt: skip
-    optimizers = {label: ScaledAdam(model.parameters(), lr=1e-3) if label == "ScaledAdam"
-                  else torch.optim.Adam(model.parameters(), lr=1e-4) for label, model, _ in setups}
+    def make_optimizer(label: str, model: torch.nn.Module) -> torch.optim.Optimizer:
+        if label.startswith("ScaledAdam"):
+            return ScaledAdam(model.parameters(), lr=1e-3, foreach="loop" not in label)
+        return torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    optimizers = {label: make_optimizer(label, model) for label, model, _ in setups}
     generator = torch.Generator().manual_seed(args.seed)
     lo, hi = args.utterance_seconds
     batches = [make_batch(args.seconds, args.vocab_size, generator, lo, hi, args.bucketed)
                for _ in range(args.batches + 2)]
 
-    def step(batch: tuple, label: str, model: torch.nn.Module, amp: str) -> float:
-        x, x_lens, y, y_lens = (t.to(device) for t in batch)
+    def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    def step(batch: tuple, label: str, model: torch.nn.Module, amp: str) -> tuple[float, float]:
+        """(whole step s, optimiser step s)"""
+        x, x_lens, y, y_lens = (t.to(device) for t in batch)
+        sync()
         start = time.perf_counter()
         res = compute_batch_loss(
             model, x, x_lens, y, y_lens, [str(i) for i in range(x.size(0))], prune_range=5, am_scale=0.0,
@@ -128,17 +143,21 @@ def main() -> None:
         )  # fmt: skip
         optimizers[label].zero_grad()
         res.loss.backward()
+        sync()
+        opt_start = time.perf_counter()
         optimizers[label].step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        sync()
+        end = time.perf_counter()
+        return end - start, end - opt_start
 
     times: dict[str, list[float]] = {label: [] for label, _, _ in setups}
+    opt_times: dict[str, list[float]] = {label: [] for label, _, _ in setups}
     for i, batch in enumerate(batches):
         for label, model, amp in setups if i % 2 == 0 else setups[::-1]:
-            seconds = step(batch, label, model, amp)
+            seconds, opt_seconds = step(batch, label, model, amp)
             if i >= 2:  # the first two batches warm up the allocator and oneDNN's kernel caches
                 times[label].append(seconds)
+                opt_times[label].append(opt_seconds)
     (first, _, _), (second, _, _) = setups
     ratios = [b / a for a, b in zip(times[first], times[second])]
     native = cpu_has_native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
@@ -146,10 +165,11 @@ def main() -> None:
           f"({sum(p.numel() for p in setups[0][1].parameters()):,} parameters, vocab {args.vocab_size}), "
           f"{args.seconds:.0f} s batches of {lo:g}-{hi:g} s utterances{' (bucketed)' if args.bucketed else ''}, "
           f"{args.batches} timed steps each")
-    print(f"| set-up | median step s | ratio to {first} (median of per-batch ratios) |")
-    print("|---|---|---|")
-    print(f"| {first} | {statistics.median(times[first]):.3f} | 1.000 |")
-    print(f"| {second} | {statistics.median(times[second]):.3f} | {statistics.median(ratios):.3f} |")
+    print(f"| set-up | median step s | ratio to {first} (median of per-batch ratios) | median optimiser step ms |")
+    print("|---|---|---|---|")
+    for label, ratio in ((first, 1.0), (second, statistics.median(ratios))):
+        print(f"| {label} | {statistics.median(times[label]):.3f} | {ratio:.3f} | "
+              f"{1e3 * statistics.median(opt_times[label]):.1f} |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ Modules:
 Experiment directory (trainer.exp_dir; only rank 0 writes):
     config.yaml            the resolved config of the latest start
     checkpoint-{step}.pt   every trainer.save_every_n batches (step = batches trained in all); last keep_last_k kept
-    epoch-{E}.pt           at the end of each epoch E (1-based), and where trainer.max_minutes ends epoch E; all kept
+    epoch-{E}.pt           at the end of each epoch E (1-based), and where trainer.max_minutes or max_steps ends
+                           epoch E (partial: "epoch_finished" false); all kept
     tensorboard/           events: train/{loss,simple_loss,pruned_loss} per frame, train/lr, train/grad_norm,
                            train/frames_per_s, valid/{loss,simple_loss,pruned_loss} per frame
     log/log-train-{time}.txt   the console log of each start

@@ -57,7 +57,8 @@ class TrainerConfig:
     exp_dir: str = MISSING
     # Epochs to train (1-based numbering in file names); icefall trains its 960 h conformer models for 30.
     num_epochs: int = 30
-    # Stop after this many batches in all (0: no limit); for smoke tests and demos.
+    # Stop after this many batches in all (0: no limit): the run validates and ends mid-epoch with that epoch's
+    # epoch-E.pt (what decoding picks), from which a longer run resumes bit-identically.
     max_steps: int = 0
     # Stop once training has taken this many minutes of wall time in all (resumed runs add up; 0: no limit), as
     # fairseq's --stop-time-hours or Lightning's max_time. The run then ends mid-epoch with that epoch's

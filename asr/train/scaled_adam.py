@@ -22,6 +22,14 @@ per parameter and in `state_dict()`, so a resumed run continues exactly; the cli
 parameter's state. With DDP every rank holds the same all-reduced gradients, so every rank clips alike.
 
 Use it with the Eden schedule and without the trainer's own clipping: `optim=scaled_adam` (conf/optim).
+
+`foreach=True` (the default) steps all tensors of a group together with `torch._foreach_*` ops, as torch's own
+Adam does, instead of a dozen Python-issued ops per tensor: on CUDA those are multi-tensor kernels (a few launches
+per group instead of thousands per step); on the CPU they are a C++ loop over the tensors, and the demo model's
+step (218 tensors) takes 13.9 ms instead of 20.5 (torch's foreach Adam: 10.9), 0.945x for the whole training step
+(`bench/bench_train_step.py --compare foreach`). `foreach=False` is the per-tensor loop, the reference the tests
+compare it with. The foreach path reads the per-tensor rates to the host once per step (and the scale steps once
+per `size_update_period`), where the clipping already reads the gradient norm.
 """
 
 import math
@@ -44,6 +52,7 @@ class ScaledAdam(torch.optim.Optimizer):
         scalar_max: float = 10.0,
         size_update_period: int = 4,
         clipping_update_period: int = 100,
+        foreach: bool = True,
     ):
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"ScaledAdam betas must be in [0, 1), got {betas}")
@@ -61,6 +70,7 @@ class ScaledAdam(torch.optim.Optimizer):
             size_update_period=size_update_period, clipping_update_period=clipping_update_period,
         )  # fmt: skip
         super().__init__(params, defaults)
+        self.foreach = foreach
         self.last_clip_factor = 1.0  # the factor the last step multiplied the gradients by (for logging)
 
     # ------------------------------------------------------------------------------------------------ state
@@ -94,11 +104,17 @@ class ScaledAdam(torch.optim.Optimizer):
         clipping_scale = group["clipping_scale"]
         if clipping_scale is None:
             return 1.0
-        sumsq = torch.zeros((), dtype=torch.float64, device=first.device)
-        for g, p in pairs:
-            state = self._state(p, g)
-            grad_sumsq = _at_least_float32(p.grad).pow(2).sum()
-            sumsq = sumsq + (grad_sumsq if p.numel() == 1 else grad_sumsq * state["param_rms"] ** 2)
+        if self.foreach:
+            grad_norms = torch.stack(torch._foreach_norm([_at_least_float32(p.grad) for _, p in pairs]))
+            weights = torch.stack([self._state(p, g)["param_rms"] if p.numel() > 1 else _ONE.to(p.device)
+                                   for g, p in pairs])  # fmt: skip
+            sumsq = (grad_norms.double() * weights.double()).pow(2).sum()
+        else:
+            sumsq = torch.zeros((), dtype=torch.float64, device=first.device)
+            for g, p in pairs:
+                state = self._state(p, g)
+                grad_sumsq = _at_least_float32(p.grad).pow(2).sum()
+                sumsq = sumsq + (grad_sumsq if p.numel() == 1 else grad_sumsq * state["param_rms"] ** 2)
         norm = float(sumsq.sqrt())
         state = self.state[first]
         period = group["clipping_update_period"]
@@ -128,6 +144,9 @@ class ScaledAdam(torch.optim.Optimizer):
             return loss
         factor = self._clip_factor(pairs)
         self.last_clip_factor = factor
+        if self.foreach:
+            self._step_foreach(pairs, factor)
+            return loss
         for group, p in pairs:
             grad = p.grad if factor == 1.0 else p.grad * factor
             state = self._state(p, group)
@@ -181,6 +200,71 @@ class ScaledAdam(torch.optim.Optimizer):
         alpha = state["param_rms"].clamp(min=group["param_min_rms"]) * (-group["lr"] * (1 - beta1))
         delta.add_(grad / denom * alpha.to(p.dtype))
         p.add_(delta)
+
+    # ---------------------------------------------------------------------------------------- foreach path
+    def _step_foreach(self, pairs: list[tuple[dict, torch.Tensor]], factor: float) -> None:
+        """The per-tensor steps of `_step_tensor`, for all tensors of a group and step count at once."""
+        buckets: dict[tuple[int, int, torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for group, p in pairs:
+            state = self._state(p, group)
+            if p.numel() == 1:  # scalars are few: the per-tensor path
+                grad = p.grad if factor == 1.0 else p.grad * factor
+                self._step_scalar(group, p, grad, state)
+                state["step"] += 1
+                continue
+            key = (id(group), state["step"], p.device, p.dtype)
+            buckets.setdefault(key, []).append(p)
+        groups = {id(group): group for group in self.param_groups}
+        for (group_id, step, _, _), params in buckets.items():
+            self._step_tensors(groups[group_id], step, params, factor)
+
+    def _step_tensors(self, group: dict, step: int, params: list[torch.Tensor], factor: float) -> None:
+        beta1, beta2 = group["betas"]
+        lr, period = group["lr"], group["size_update_period"]
+        states = [self.state[p] for p in params]
+        grads = [p.grad for p in params]
+        if factor != 1.0:
+            grads = torch._foreach_mul(grads, factor)
+        deltas = [s["delta"] for s in states]
+        torch._foreach_mul_(deltas, beta1)
+
+        for p, g, s in zip(params, grads, states):  # sum(p * grad): one dot product per tensor
+            torch.dot(p.reshape(-1), g.reshape(-1), out=s["scale_grads"][step % period])
+        if step % period == period - 1:
+            norms = torch.stack(torch._foreach_norm([_at_least_float32(p) for p in params]))
+            numels = torch.tensor([float(p.numel()) for p in params], dtype=norms.dtype, device=norms.device)
+            rms = norms / numels.sqrt()
+            scale_grads = torch.stack([s["scale_grads"] for s in states])  # (N, period)
+            scale_exp_avg_sq = torch.stack([s["scale_exp_avg_sq"] for s in states])  # (N,)
+            beta2_period = beta2**period
+            scale_exp_avg_sq = scale_exp_avg_sq * beta2_period + scale_grads.pow(2).mean(1) * (1 - beta2_period)
+            bias_correction2 = 1 - beta2_period ** (step // period + 1)
+            denom = (scale_exp_avg_sq / bias_correction2).sqrt() + group["eps"]
+            scale_step = -lr * group["scalar_lr_scale"] * scale_grads.sum(1) / denom  # (N,)
+            scale_step = torch.where(rms < group["param_min_rms"], scale_step.clamp(min=0.0), scale_step)
+            scale_step = torch.where(rms > group["param_max_rms"], scale_step.clamp(max=0.0), scale_step)
+            for s, r, v in zip(states, rms.unbind(), scale_exp_avg_sq.unbind()):
+                s["param_rms"] = r
+                s["scale_exp_avg_sq"].copy_(v)
+            steps = (scale_step * (1 - beta1)).to(params[0].dtype).unbind()
+            torch._foreach_add_(deltas, torch._foreach_mul(params, list(steps)))
+
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        # grad / (sqrt(v / bc) + eps) = sqrt(bc) grad / (sqrt(v) + eps sqrt(bc)): one pass over v fewer
+        root_bc = math.sqrt(1 - beta2 ** (step + 1))
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_add_(denoms, group["eps"] * root_bc)
+        param_rms = torch.stack([s["param_rms"] for s in states])
+        alphas = param_rms.clamp(min=group["param_min_rms"]) * (-lr * (1 - beta1) * root_bc)
+        torch._foreach_addcdiv_(deltas, grads, denoms, alphas.cpu())  # per-tensor rates: one host read
+        torch._foreach_add_(params, deltas)
+        for s in states:
+            s["step"] += 1
+
+
+_ONE = torch.ones(())
 
 
 def _rms(p: torch.Tensor) -> torch.Tensor:

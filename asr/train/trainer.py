@@ -225,8 +225,11 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
+        """Validation loss per frame; leaves the global RNGs as it found them, so training is the same with any
+        validation interval and a run stopped (after a validation) and resumed is the uninterrupted one."""
         if self.valid_loader is None:
             return None
+        rng = capture_rng()  # the loader's iterator (and anything random in eval) draws from the global generators
         self.model.eval()
         simple_scale, pruned_scale = loss_scales(
             self.batch_idx_train, self.loss_cfg.schedule, self.loss_cfg.warm_step, self.loss_cfg.simple_loss_scale
@@ -243,6 +246,7 @@ class Trainer:
             if res.loss is not None:
                 sums += torch.tensor([float(res.loss), res.simple, res.pruned, res.frames], dtype=torch.float64)
         self.model.train()
+        restore_rng(rng)
         sums = all_reduce_sum(sums, self.dist)
         frames = max(float(sums[3]), 1.0)
         out = {"loss": float(sums[0]) / frames, "simple_loss": float(sums[1]) / frames,
@@ -360,16 +364,13 @@ class Trainer:
                     self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
                 if self._done():
                     break
-            if self._out_of_time():  # the last weights: this (partial) epoch's, for decoding
-                log.info("time budget of %g min spent after %d batches (%d of epoch %d): saving it as epoch-%d.pt",
-                         self.cfg.max_minutes, self.batch_idx_train, self.batches_done, self.epoch,
-                         self.epoch)  # fmt: skip
+            if self._done():  # the last weights, for decoding and to continue from: this (partial) epoch's
+                limit = (f"time budget of {self.cfg.max_minutes:g} min spent" if self._out_of_time()
+                         else f"trainer.max_steps={self.cfg.max_steps} reached")  # fmt: skip
+                log.info("%s after %d batches (%d of epoch %d): saving it as epoch-%d.pt", limit,
+                         self.batch_idx_train, self.batches_done, self.epoch, self.epoch)  # fmt: skip
                 self.validate()
                 self.save(f"epoch-{self.epoch}.pt", epoch_finished=False)
-                break
-            if self._done():  # max_steps reached: a checkpoint to continue from, unless one was just written
-                if self.cfg.save_every_n <= 0 or self.batch_idx_train % self.cfg.save_every_n != 0:
-                    self.save(f"checkpoint-{self.batch_idx_train}.pt", epoch_finished=False)
                 break
             self.batches_per_epoch = self.batches_done
             self._set_total_batches()

@@ -99,7 +99,44 @@ def test_learnt_scale_lets_a_tensor_grow_and_a_zero_bias_leave_zero():
     torch.testing.assert_close(b.detach(), torch.full((16,), 0.5, dtype=torch.float64), atol=0.02, rtol=0)
 
 
-def test_state_dict_round_trip_resumes_exactly():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_foreach_steps_equal_the_per_tensor_loop(dtype):
+    # Tensors of several shapes, two scalars and an all-zero tensor (RMS floor), learnt-scale updates every 2nd
+    # step and one clipped step (10x gradients against a median of 3): the same parameters and state either way.
+    shapes = [(7, 5), (5,), (1,), (3, 4, 2), (1,), (9,)]
+    gen = torch.Generator().manual_seed(0)
+    loop = [torch.nn.Parameter(torch.randn(*shape, generator=gen, dtype=dtype)) for shape in shapes]
+    with torch.no_grad():
+        loop[1].zero_()
+    fused = [torch.nn.Parameter(p.detach().clone()) for p in loop]
+    kwargs = dict(lr=0.05, size_update_period=2, clipping_update_period=3)
+    opt_loop = ScaledAdam(loop, foreach=False, **kwargs)
+    opt_fused = ScaledAdam(fused, foreach=True, **kwargs)
+    clipped = []
+    for step in range(9):
+        for p, q in zip(loop, fused):
+            grad = torch.randn(p.shape, generator=gen, dtype=dtype) * (10.0 if step == 5 else 1.0)
+            p.grad, q.grad = grad.clone(), grad.clone()
+        opt_loop.step()
+        opt_fused.step()
+        assert opt_fused.last_clip_factor == pytest.approx(opt_loop.last_clip_factor, rel=1e-6)
+        clipped.append(opt_loop.last_clip_factor < 1.0)
+    assert clipped[5] and not clipped[4]
+    tol = dict(rtol=1e-12, atol=1e-15) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for p, q in zip(loop, fused):
+        torch.testing.assert_close(q.detach(), p.detach(), **tol)
+    state_loop, state_fused = opt_loop.state_dict()["state"], opt_fused.state_dict()["state"]
+    for i in state_loop:
+        assert state_fused[i].keys() == state_loop[i].keys()
+        for key, value in state_loop[i].items():
+            if torch.is_tensor(value):
+                torch.testing.assert_close(state_fused[i][key], value, **tol)
+            else:
+                assert state_fused[i][key] == value
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_state_dict_round_trip_resumes_exactly(foreach):
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 1))
     x, y = torch.randn(32, 5), torch.randn(32, 1)
 
@@ -109,10 +146,11 @@ def test_state_dict_round_trip_resumes_exactly():
             torch.nn.functional.mse_loss(m(x), y).backward()
             opt.step()
 
-    opt = ScaledAdam(model.parameters(), lr=0.02, size_update_period=3, clipping_update_period=4)
+    kwargs = dict(lr=0.02, size_update_period=3, clipping_update_period=4, foreach=foreach)
+    opt = ScaledAdam(model.parameters(), **kwargs)
     run(model, opt, 5)
     resumed = copy.deepcopy(model)
-    opt2 = ScaledAdam(resumed.parameters(), lr=0.02, size_update_period=3, clipping_update_period=4)
+    opt2 = ScaledAdam(resumed.parameters(), **kwargs)
     opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
     run(model, opt, 6)
     run(resumed, opt2, 6)

@@ -37,9 +37,9 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
     batches = fixed_batches(make_cuts(16), 0, 1, global_batch=4)  # 4 batches
     first = make_trainer(tmp_path, batches, max_steps=2)
     first.fit()
-    ckpt2 = tmp_path / "checkpoint-2.pt"
-    data = ckpt2.read_bytes()
-    ckpt2.write_bytes(data[: len(data) // 3])
+    for newest in ("checkpoint-2.pt", "epoch-1.pt"):  # both hold batch 2 (epoch-1.pt: the max_steps stop)
+        data = (tmp_path / newest).read_bytes()
+        (tmp_path / newest).write_bytes(data[: len(data) // 3])
 
     calls: list = []
     second = make_trainer(tmp_path, batches, calls=calls, max_steps=3)
@@ -48,6 +48,43 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
     assert second.batch_idx_train == 3
     # resumed after batch 1: it trained batches 2 and 3 of the list, in order
     assert [c["supervisions"]["cut_ids"] for c in calls] == [b["supervisions"]["cut_ids"] for b in batches[1:3]]
+
+
+def test_max_steps_stop_validates_and_saves_the_partial_epoch_for_decoding(tmp_path):
+    batches = fixed_batches(make_cuts(16), 0, 1, global_batch=4)  # 4 batches
+    trainer = make_trainer(tmp_path, batches, max_steps=3, save_every_n=0)
+    trainer.valid_loader = batches[:2]
+    validated = []
+    validate = trainer.validate
+    trainer.validate = lambda: validated.append(trainer.batch_idx_train) or validate()
+    trainer.fit()
+    assert validated == [3]
+    state = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
+    assert state["batch_idx_train"] == 3 and not state["sampler"]["epoch_finished"]
+    assert not list(tmp_path.glob("checkpoint-*.pt"))
+
+
+def test_validation_leaves_the_global_generators_as_it_found_them(tmp_path):
+    batches = fixed_batches(make_cuts(8), 0, 1, global_batch=4)
+    trainer = make_trainer(tmp_path, batches)
+    trainer.valid_loader = _RandomLoader(batches)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    out = trainer.validate()
+    assert out is not None and out["frames"] > 0 and trainer.valid_loader.draws == 1
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+class _RandomLoader:
+    """A validation loader whose iterator draws from torch's global generator, as a DataLoader's does."""
+
+    def __init__(self, batches: list[dict]) -> None:
+        self.batches, self.draws = batches, 0
+
+    def __iter__(self):
+        torch.randint(0, 2**31, (1,))
+        self.draws += 1
+        return iter(self.batches)
 
 
 def test_fp16_on_cpu_is_rejected(tmp_path):
