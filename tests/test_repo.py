@@ -1,6 +1,7 @@
-"""The README's two commands are the ones the repository runs."""
+"""The repository is self-contained: the README's two commands are the ones it runs, and no file points outside it."""
 
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,3 +25,29 @@ def test_readme_first_command_runs_the_demo():
     assert "scripts/setup.sh" in first and "recipes/librispeech/run.sh" in first
     for script in re.findall(r"bash (\S+\.sh)", first):
         assert (ROOT / script).is_file(), f"README's first command names a missing script {script}"
+
+
+def _tracked_files() -> list[Path]:
+    """The files git tracks (a clean clone's files); without git, every file outside .git and .venv."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", ".venv"}
+        return [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+    return [ROOT / name for name in out.decode().split("\0") if name]
+
+
+def test_no_file_points_outside_the_repository():
+    # Built from parts so that this file does not name them itself.
+    outside = [("shared" + "/" + what).encode() for what in ("notes", "hooks")]
+    files = _tracked_files()
+    assert files, "found no files in the repository"
+    offenders = []
+    for path in files:
+        if not path.is_file():  # deleted in the work tree, not yet in the index
+            continue
+        text = path.read_bytes()
+        offenders += [f"{path.relative_to(ROOT)}: {p.decode()}" for p in outside if p in text]
+    assert not offenders, (
+        "files refer to folders users do not have (put the facts in docs/ instead):\n" + "\n".join(offenders)
+    )
