@@ -51,3 +51,15 @@ def test_no_file_points_outside_the_repository():
     assert not offenders, (
         "files refer to folders users do not have (put the facts in docs/ instead):\n" + "\n".join(offenders)
     )
+
+
+def test_the_committed_loss_picture_is_only_replaced_by_hand():
+    """RESULTS.md's pictures exist; no recipe or script writes them (run.sh writes exp/<name>/loss.png)."""
+    recipe = ROOT / "recipes/librispeech"
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (recipe / "RESULTS.md").read_text())
+    assert pictures, "RESULTS.md shows no loss curve"
+    for name in pictures:
+        assert (recipe / name).is_file(), f"RESULTS.md shows {name}, which is not in {recipe}"
+        writers = [p for p in [*recipe.glob("*.sh"), *recipe.glob("*.py"), *(ROOT / "scripts").iterdir()]
+                   if p.is_file() and Path(name).name in p.read_text(errors="replace")]
+        assert not writers, f"{writers} name {name}: only a change of the run of record replaces it"
