@@ -55,7 +55,8 @@ class DecodeConfig:
     test_sets: list[str] = field(default_factory=list)
     # LibriSpeech-layout folders (speaker/chapter/*.flac + *.trans.txt), decoded from their audio, named by folder.
     test_dirs: list[str] = field(default_factory=list)
-    # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint).
+    # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint; the
+    # saved BPE model is looked up from the current directory, then from exp_dir upwards: asr.decode.inference).
     manifest_dir: str = ""
     bpe_model: str = ""
     # Compute fbank from the audio of the cuts instead of reading precomputed features.
