@@ -18,11 +18,16 @@ from asr.checkpoint import (
     UnsafeCheckpointError,
     average_checkpoints,
     average_with_model_avg,
+    EPOCH_RE,
+    STEP_RE,
     checkpoints_by_progress,
+    epoch_checkpoint_name,
     find_checkpoints,
     load_checkpoint,
+    numbered_checkpoints,
     remove_old_checkpoints,
     save_checkpoint,
+    step_checkpoint_name,
 )
 from asr.train.averaging import make_model_average, update_model_average
 
@@ -74,6 +79,17 @@ def test_epoch_end_is_later_than_same_step_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "checkpoint-4.pt", _state(4, 1.0))
     save_checkpoint(tmp_path / "epoch-1.pt", _state(4, 1.0, epoch_finished=True))
     assert checkpoints_by_progress(tmp_path)[0].name == "epoch-1.pt"
+
+
+def test_names_and_numbers(tmp_path):
+    assert step_checkpoint_name(120) == "checkpoint-120.pt" and STEP_RE.match(step_checkpoint_name(120))
+    assert epoch_checkpoint_name(3) == "epoch-3.pt" and EPOCH_RE.match(epoch_checkpoint_name(3))
+    assert not STEP_RE.match("epoch-3.pt") and not EPOCH_RE.match(".epoch-3.pt.tmp-12")
+    for name in ("epoch-10.pt", "epoch-2.pt", "checkpoint-7.pt", "notes.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert numbered_checkpoints(tmp_path) == {2: tmp_path / "epoch-2.pt", 10: tmp_path / "epoch-10.pt"}
+    assert numbered_checkpoints(tmp_path, STEP_RE) == {7: tmp_path / "checkpoint-7.pt"}
+    assert [p.name for p in find_checkpoints(tmp_path)] == ["checkpoint-7.pt", "epoch-2.pt", "epoch-10.pt"]
 
 
 def test_remove_old_keeps_last_k_and_epochs(tmp_path):
