@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from asr.loss.config import LossConfig
 from asr.loss.staging import loss_scales
 from asr.train.averaging import make_model_average, update_model_average
-from asr.train.checkpoint import (
+from asr.checkpoint import (
     CheckpointError,
     checkpoints_by_progress,
     load_checkpoint,
