@@ -4,7 +4,7 @@ Markdown table. Run it through bench/gpu/run.sh (which installs the carried whee
     python -m bench.gpu.check --out DIR [--profile auto|full|quick|cpu] [--steps a,b] [--demo-exp DIR]
 
 Steps (one function each, `step_<name>`):
-  pytest_cuda   pytest -m cuda on tests/**/test_cuda*.py (the CUDA branches: losses, AMP, searches, models)
+  pytest_cuda   pytest -m cuda on tests/**/test_*_cuda.py (the CUDA branches: losses, AMP, searches, models)
   losses        asr.loss's pruned step and the full-lattice losses at k2's benchmark shape (step_losses.py)
   train_step    conformer_l12 step in bf16 and fp16 at max duration 300 s; FLOP/s against a matmul peak
   distributed   torchrun: 1 process NCCL and 2 processes gloo on CUDA tensors, same losses (step_distributed.py)
@@ -60,9 +60,9 @@ PROFILES = {
 # ------------------------------------------------------------------------------------------------- the steps
 def step_pytest_cuda(device, profile: dict, emit, workdir: Path, limit: float, **_) -> None:
     """pytest -m cuda on the CUDA test files; one row per file with its counts (all skip without CUDA)."""
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_cuda*.py"))
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*_cuda.py"))
     if not files:
-        emit({"file": "(none)", "status": "failed", "error": "no tests/**/test_cuda*.py found"})
+        emit({"file": "(none)", "status": "failed", "error": "no tests/**/test_*_cuda.py found"})
         return
     xml = workdir / "pytest_cuda.xml"
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *files]
@@ -115,7 +115,7 @@ def step_decode(device, profile: dict, emit, demo_exp: str = "", **_) -> None:
 
 
 DESCRIPTIONS = {
-    "pytest_cuda": "pytest -m cuda on tests/**/test_cuda*.py: counts per file.",
+    "pytest_cuda": "pytest -m cuda on tests/**/test_*_cuda.py: counts per file.",
     "losses": "Forward + backward at k2's benchmark shape (V 500, dims 512; unsorted: 30 utterances, sorted: at most "
               "10k encoder frames), synthetic train-clean-100-like lengths (mean 12.7 s, 4 BPE tokens/s). Times are "
               "medians in ms, memory is the peak allocated by tensors in GB; k2's published figures (V100) beside.",
