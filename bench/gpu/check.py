@@ -1,7 +1,7 @@
 """The GPU check: the steps of issue 25, each in its own process under a time limit, into one JSON and one
 Markdown table. Run it through bench/gpu/run.sh (which installs the carried wheels first).
 
-    python -m bench.gpu.check --out DIR [--profile auto|full|quick|cpu] [--steps a,b] [--demo-exp DIR]
+    python -m bench.gpu.check --out DIR [--profile auto|full|quick|cpu] [--steps a,b] [--limit STEP=S] [--demo-exp DIR]
 
 Steps (one function each, `step_<name>`):
   pytest_cuda   pytest -m cuda on tests/**/test_*_cuda.py (the CUDA branches: losses, AMP, searches, models)
@@ -22,11 +22,11 @@ import datetime
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from bench.gpu import report
@@ -41,8 +41,8 @@ PROFILES = {
     "full": dict(_COMMON_FULL, budget_s=450, limits=dict(pytest_cuda=90, losses=110, train_step=100, distributed=90,
                  decode=60), loss_warmup=3, loss_batches=10, train_warmup=2, train_steps=5, dist_steps=3,
                  dist_timeout=40, decode_utts=32, decode_repeats=3),  # fmt: skip
-    "quick": dict(_COMMON_FULL, budget_s=110, limits=dict(pytest_cuda=25, losses=20, train_step=25, distributed=30,
-                  decode=15), loss_warmup=1, loss_batches=3, train_warmup=1, train_steps=2, dist_steps=2,
+    "quick": dict(_COMMON_FULL, budget_s=110, limits=dict(pytest_cuda=35, losses=20, train_step=20, distributed=25,
+                  decode=10), loss_warmup=1, loss_batches=3, train_warmup=1, train_steps=2, dist_steps=2,
                   dist_timeout=14, decode_utts=16, decode_repeats=1),  # fmt: skip
     # tiny: 1/10 of the durations (T about 30, U about 5), a 2-layer 64-dim Conformer; V and the loss dim as k2's
     "cpu": dict(pool=64, scale=0.1, loss_vocab=500, loss_dim=512, loss_batch=4, loss_max_frames=150, loss_warmup=1,
@@ -58,36 +58,47 @@ PROFILES = {
 
 
 # ------------------------------------------------------------------------------------------------- the steps
+def pytest_outcomes(text: str) -> dict[str, dict]:
+    """Per-file counts from pytest -v lines ('tests/x.py::test_y[...] PASSED'), complete or cut short."""
+    per_file: dict[str, dict] = {}
+    for m in re.finditer(r"^(\S+?\.py)::(\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", text, re.M):
+        path, test, outcome = m.groups()
+        row = per_file.setdefault(path, {"file": path, "passed": 0, "failed": 0, "skipped": 0, "failures": []})
+        if outcome in ("FAILED", "ERROR"):
+            row["failed"] += 1
+            row["failures"].append(test)
+        elif outcome in ("SKIPPED", "XFAIL"):
+            row["skipped"] += 1
+        else:
+            row["passed"] += 1
+    return per_file
+
+
 def step_pytest_cuda(device, profile: dict, emit, workdir: Path, limit: float, **_) -> None:
-    """pytest -m cuda on the CUDA test files; one row per file with its counts (all skip without CUDA)."""
+    """pytest -m cuda on the CUDA test files; one row per file with its counts (all skip without CUDA). Cut short
+    at the step's limit, it still reports the tests that finished."""
     files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*_cuda.py"))
     if not files:
         emit({"file": "(none)", "status": "failed", "error": "no tests/**/test_*_cuda.py found"})
         return
-    xml = workdir / "pytest_cuda.xml"
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *files]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=max(limit - 5, 5))
-    (workdir / "pytest_cuda.log").write_text(proc.stdout + proc.stderr)
-    if not xml.is_file():
-        emit({"file": "(collection)", "status": "failed", "error": (proc.stdout + proc.stderr)[-600:]})
-        return
-    per_file: dict[str, dict] = {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        name = (case.get("classname") or "").rsplit(".", 1)[0].replace(".", "/") + ".py"
-        row = per_file.setdefault(name, {"file": name, "passed": 0, "failed": 0, "skipped": 0, "failures": []})
-        if case.find("failure") is not None or case.find("error") is not None:
-            row["failed"] += 1
-            row["failures"].append(case.get("name"))
-        elif case.find("skipped") is not None:
-            row["skipped"] += 1
-        else:
-            row["passed"] += 1
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "-p", "no:cacheprovider", "-o", "addopts=",
+           "--junitxml", str(workdir / "pytest_cuda.xml"), *files]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=max(limit - 8, 5))
+        text, returncode = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"") + (e.stderr or b"")
+        text, returncode = out.decode(errors="replace") if isinstance(out, bytes) else out, None
+    (workdir / "pytest_cuda.log").write_text(text)
+    per_file = pytest_outcomes(text)
     for row in per_file.values():
         row["status"] = "failed" if row["failed"] else ("skipped" if not row["passed"] else "ok")
         row["failures"] = ", ".join(row["failures"][:8]) or None
         emit(row)
-    if proc.returncode not in (0, 5) and not any(r["failed"] for r in per_file.values()):
-        emit({"file": "(pytest)", "status": "failed", "error": f"exit {proc.returncode}: {proc.stdout[-400:]}"})
+    if returncode is None:
+        emit({"file": "(pytest)", "status": "timeout", "error": f"pytest cut short at {max(limit - 8, 5):.0f} s"})
+    elif returncode not in (0, 5) and not any(r["failed"] for r in per_file.values()):
+        emit({"file": "(pytest)", "status": "failed", "error": f"exit {returncode}: {text[-400:]}"})
 
 
 def step_losses(device, profile: dict, emit, **_) -> None:
@@ -140,8 +151,11 @@ def run_step(args: argparse.Namespace) -> None:
         partial.write_text(json.dumps({"rows": rows}, default=str))
 
     partial.write_text(json.dumps({"rows": rows}))
+    if os.environ.get("ASR_GPU_CHECK_STALL") == args.run_step:  # tests: a step that hangs, to be killed at its limit
+        emit({"status": "ok", "note": "stalling"})
+        time.sleep(3600)
     fn = globals()[f"step_{args.run_step}"]
-    fn(device, PROFILES[args.profile], emit, workdir=partial.parent, limit=args.limit, demo_exp=args.demo_exp)
+    fn(device, PROFILES[args.profile], emit, workdir=partial.parent, limit=args.step_limit, demo_exp=args.demo_exp)
 
 
 def step_status(rows: list[dict], returncode: int | None, timed_out: bool) -> str:
@@ -157,7 +171,7 @@ def launch(name: str, args: argparse.Namespace, limit: float, workdir: Path) -> 
     """Runs one step in its own process group, killed at `limit` seconds; its record for the results."""
     partial = workdir / f"{name}.partial.json"
     cmd = [sys.executable, "-m", "bench.gpu.check", "--run-step", name, "--profile", args.profile, "--device",
-           args.device, "--partial", str(partial), "--limit", str(limit), "--demo-exp", args.demo_exp, "--out",
+           args.device, "--partial", str(partial), "--step-limit", str(limit), "--demo-exp", args.demo_exp, "--out",
            str(args.out)]  # fmt: skip
     start = time.perf_counter()
     timed_out, returncode = False, None
@@ -224,7 +238,9 @@ def main() -> None:
     parser.add_argument("--device", default="", help=argparse.SUPPRESS)
     parser.add_argument("--run-step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--partial", help=argparse.SUPPRESS)
-    parser.add_argument("--limit", type=float, default=60.0, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", action="append", default=[], metavar="STEP=SECONDS",
+                        help="override a step's time limit (repeatable)")
+    parser.add_argument("--step-limit", type=float, default=60.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_step:
         run_step(args)
@@ -244,13 +260,19 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--steps: unknown step(s) {unknown}; known: {', '.join(STEPS)}")
     profile = PROFILES[args.profile]
+    limits = dict(profile["limits"])
+    for item in args.limit:
+        name, _, seconds = item.partition("=")
+        if name not in STEPS or not seconds.replace(".", "", 1).isdigit():
+            raise SystemExit(f"--limit: expected STEP=SECONDS with STEP one of {', '.join(STEPS)}, got {item!r}")
+        limits[name] = float(seconds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"meta": meta(args, started), "steps": []}
     write(out, result)
     for name in steps:
         left = profile["budget_s"] - (time.perf_counter() - started)
-        limit = min(profile["limits"][name], left)
+        limit = min(limits[name], left)
         if limit < 5:
             record = {"name": name, "status": "skipped", "seconds": 0.0, "limit_s": 0.0, "rows": [],
                       "description": DESCRIPTIONS[name], "error": "no time left in the run's budget"}  # fmt: skip

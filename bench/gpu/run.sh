@@ -8,6 +8,7 @@
 #   --cpu       the CPU fallback at a tiny size (automatic when torch sees no CUDA device)
 #   --out DIR   output folder (default: bench/gpu/out/<UTC time>)
 #   --steps     comma-separated subset of pytest_cuda,losses,train_step,distributed,decode
+#   --limit S=N override step S's time limit to N seconds (repeatable)
 #   --demo-exp  experiment directory of the demo model, decoded too when given
 # Environment: PYTHON (default python3), ASR_GPU_SITE (install folder, default bench/gpu/.site).
 set -euo pipefail
@@ -23,8 +24,8 @@ while [[ $# -gt 0 ]]; do
     --quick) profile=quick ;;
     --cpu) profile=cpu ;;
     --out) out=$2; shift ;;
-    --steps|--demo-exp) extra+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --steps|--demo-exp|--limit) extra+=("$1" "$2"); shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

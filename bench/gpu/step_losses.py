@@ -58,9 +58,10 @@ def run(device: torch.device, profile: dict, emit) -> None:
         "sorted": workload.sorted_batches(pool, profile["loss_max_frames"]),
     }
     for batching, batches in batchings.items():
-        # the sorted batches run from the longest, the worst case for memory; cycle if there are too few
+        # the sorted batches run from the longest, the worst case for memory, without the short remainder batch;
+        # cycle if there are too few
         if batching == "sorted":
-            batches = batches[::-1]
+            batches = (batches[:-1] if len(batches) > 1 else batches)[::-1]
         batches = [batches[i % len(batches)] for i in range(warmup + runs)]
         inputs = [_inputs(b, V, D, device, seed=i) for i, b in enumerate(batches)]
         losses: dict[str, list[float]] = {}
