@@ -27,7 +27,7 @@ from bench.gpu import setup_env  # noqa: E402
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 # import name of each carried distribution that does not need torch
-IMPORTS = ["pytest", "pluggy", "iniconfig", "packaging", "pytest_timeout", "yaml", "numpy", "tqdm", "typing_extensions",
+IMPORTS = ["pytest", "pygments", "pluggy", "iniconfig", "packaging", "pytest_timeout", "yaml", "numpy", "tqdm", "typing_extensions",
            "urllib3", "kaldialign", "hydra", "omegaconf", "antlr4", "audioread", "click", "cytoolz", "toolz",
            "intervaltree", "sortedcontainers", "tabulate", "lilcom", "soundfile", "cffi", "pycparser"]  # fmt: skip
 
