@@ -36,7 +36,8 @@ STEPS = ("pytest_cuda", "losses", "train_step", "distributed", "decode")
 
 _COMMON_FULL = dict(pool=600, scale=1.0, loss_vocab=500, loss_dim=512, loss_batch=30, loss_max_frames=10000,
                     train_model="conformer_l12", train_max_seconds=300.0, matmul_n=8192, dist_model="conformer_l12",
-                    dist_overrides={"num_layers": 2}, dist_utts=8, dist_rtol=1e-4, decode_model="conformer_l12")  # fmt: skip
+                    dist_overrides={"num_layers": 2}, dist_utts=8, dist_rtol=1e-4,
+                    decode_model="conformer_l12")  # fmt: skip
 PROFILES = {
     "full": dict(_COMMON_FULL, budget_s=450, limits=dict(pytest_cuda=90, losses=110, train_step=100, distributed=90,
                  decode=60), loss_warmup=3, loss_batches=10, train_warmup=2, train_steps=5, dist_steps=3,
@@ -129,7 +130,7 @@ DESCRIPTIONS = {
     "pytest_cuda": "pytest -m cuda on tests/**/test_*_cuda.py: counts per file.",
     "losses": "Forward + backward at k2's benchmark shape (V 500, dims 512; unsorted: 30 utterances, sorted: at most "
               "10k encoder frames), synthetic train-clean-100-like lengths (mean 12.7 s, 4 BPE tokens/s). Times are "
-              "medians in ms, memory is the peak allocated by tensors in GB; k2's published figures (V100) beside.",
+              "medians in ms, memory is the peak allocated by tensors in GB; k2's published figures (their GPU, 2022) beside.",
     "train_step": "Forward + backward + Adam step of the transducer on one batch of similar-length utterances "
                   "filling the max duration; FLOPs counted by torch's FlopCounterMode (forward + backward).",
     "distributed": "The same SGD steps under torchrun; losses summed over ranks, compared with 1 process.",
@@ -281,8 +282,8 @@ def main() -> None:
         result["steps"].append(record)
         result["meta"]["total_seconds"] = time.perf_counter() - started
         write(out, result)
-        print(f"{name}: {record['status']} ({record['seconds']:.1f} s){': ' + record['error'] if record.get('error') else ''}",
-              flush=True)  # fmt: skip
+        error = f": {record['error']}" if record.get("error") else ""
+        print(f"{name}: {record['status']} ({record['seconds']:.1f} s){error}", flush=True)
     print(f"results: {out / 'results.md'} and {out / 'results.json'}")
 
 
