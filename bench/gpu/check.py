@@ -130,7 +130,8 @@ DESCRIPTIONS = {
     "pytest_cuda": "pytest -m cuda on tests/**/test_*_cuda.py: counts per file.",
     "losses": "Forward + backward at k2's benchmark shape (V 500, dims 512; unsorted: 30 utterances, sorted: at most "
               "10k encoder frames), synthetic train-clean-100-like lengths (mean 12.7 s, 4 BPE tokens/s). Times are "
-              "medians in ms, memory is the peak allocated by tensors in GB; k2's published figures (their GPU, 2022) beside.",
+              "medians in ms, memory is the peak allocated by tensors in GB; k2's published figures (their GPU, 2022) "
+              "beside.",
     "train_step": "Forward + backward + Adam step of the transducer on one batch of similar-length utterances "
                   "filling the max duration; FLOPs counted by torch's FlopCounterMode (forward + backward).",
     "distributed": "The same SGD steps under torchrun; losses summed over ranks, compared with 1 process.",
