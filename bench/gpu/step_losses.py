@@ -4,9 +4,8 @@ k2's benchmark (csukuangfj/transducer-loss-benchmarking, 2022, on its authors' G
 utterances (unsorted) or of at most 10k encoder frames (sorted by length), V = 500, encoder and decoder outputs of
 dim 512, joiner tanh + Linear(512, 500). Its pruned step: rnnt_loss_smoothed on the raw 512-dim outputs
 (lm_only_scale 0.25, am_only_scale 0, with return_grad), get_rnnt_prune_ranges (s_range 5), do_rnnt_pruning,
-the joiner on the band,
-rnnt_loss_pruned and the backward of the pruned loss. Published: pruned 63.4 ms / 3820 MB (unsorted); 38 ms /
-2.6 GB (sorted); torchaudio's full loss 544 ms / 18.9 GB (unsorted).
+the joiner on the band, rnnt_loss_pruned and the backward of the pruned loss. Published: pruned 63.4 ms /
+3820 MB (unsorted); 38 ms / 2.6 GB (sorted); torchaudio's full loss 544 ms / 18.9 GB (unsorted).
 
 Paths timed here, each on the same batches:
   pruned       asr.loss, the step above, exactly as k2's benchmark runs it;
