@@ -35,8 +35,11 @@ REQUIRED_METADATA = {
     "joiner": ("joiner_dim",),
 }
 # Ops quantized to int8 (icefall's choice: MatMul in encoder and joiner, MatMul + Gather in the decoder). The
-# subsampling Conv2d stays float32: ConvInteger is slower than float Conv on CPU and the first layer is sensitive.
+# subsampling Conv2d stays float32: ConvInteger was slower than float Conv here (conformer_small encoder, 1 thread,
+# 1000 frames: 0.093 s with it, 0.062 s without). Per-channel weight scales for the MatMuls: more accurate and, by
+# the same measure, faster (0.055 s; fp32 0.096 s, PyTorch 0.129 s).
 INT8_OPS = {"encoder": ["MatMul"], "decoder": ["MatMul", "Gather"], "joiner": ["MatMul"]}
+INT8_PER_CHANNEL = {"encoder": True, "decoder": False, "joiner": True}
 
 
 class ExportError(Exception):
@@ -162,7 +165,8 @@ def quantize_int8(model_dir: str | Path) -> None:
     d = Path(model_dir)
     for name in FILES:
         src, dst = d / f"{name}.onnx", d / f"{name}.int8.onnx"
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=INT8_OPS[name], weight_type=QuantType.QInt8)
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=INT8_OPS[name], weight_type=QuantType.QInt8,
+                         per_channel=INT8_PER_CHANNEL[name])
         add_metadata(dst, read_metadata(src))  # quantize_dynamic does not carry metadata_props over
 
 
