@@ -7,7 +7,9 @@ and the exported model's file sizes.
 Each side goes from samples to token ids one file at a time: PyTorch = lhotse fbank + encoder + greedy search;
 sherpa-onnx = its own fbank + ONNX encoder + its greedy search. RTF = processing seconds / audio seconds
 (the minimum over --repeats passes, taken in turn); the ratios are PyTorch's RTF over sherpa-onnx's (> 1: sherpa-onnx
-is faster). Targets: int8 files <= 0.3x the fp32 size, sherpa-onnx int8 >= 2x faster than PyTorch. Without --exp-dir the model is the demo's
+is faster). Targets: int8 files <= 0.3x the fp32 size, sherpa-onnx int8 >= 2x faster than PyTorch. It also counts
+the files whose sherpa-onnx tokens equal PyTorch's, and prints how far training's fbank (lhotse) is from the
+Kaldi-compatible fbank with sherpa-onnx's settings on these files. Without --exp-dir the model is the demo's
 (conformer_small, 64 units) with random weights and the blank logit raised so that it emits on about one frame in
 four, as a trained model roughly does; without --wavs, flite speaks a few sentences (scripts/setup.sh installs it).
 """
@@ -22,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 SENTENCES = [
@@ -83,6 +86,12 @@ def random_demo_model(work: Path, samples: list):
     return model, bpe
 
 
+def token_ids_of(model_dir: Path) -> dict[str, int]:
+    """sherpa-onnx result piece (word boundary as a space) -> id, from tokens.txt."""
+    lines = (model_dir / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    return {piece.replace("\u2581", " "): int(i) for piece, i in (line.split() for line in lines)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exp-dir", type=Path, help="a training run (its newest epoch-E.pt); default: random weights")
@@ -93,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from asr.decode.search import search
-    from asr.export.frontend import read_audio, training_fbank
+    from asr.export.frontend import fbank_difference, read_audio, training_fbank
     from asr.export.onnx import export_onnx, model_files
     from asr.export.sherpa import SAMPLE_RATE, decode_samples, make_recognizer
 
@@ -125,23 +134,31 @@ def main() -> None:
         rec = make_recognizer(work / "onnx", "greedy", int8=int8, num_threads=1)
         runs["sherpa-int8" if int8 else "sherpa-fp32"] = lambda rec=rec: decode_samples(rec, samples, batch=False)
     rtf = {name: float("inf") for name in runs}
+    hyps = {}
     for _ in range(args.repeats):  # round robin, so that a busy moment of the machine hits every runtime alike
         for name, fn in runs.items():
             start = time.perf_counter()
             out = fn()
             rtf[name] = min(rtf[name], (time.perf_counter() - start) / audio_s)
-            if name == "pytorch":
-                hyps = out
-    emitted = sum(len(h) for h in hyps)
+            hyps[name] = out
+    emitted = sum(len(h) for h in hyps["pytorch"])
     size = {k: sum(p.stat().st_size for n, p in model_files(work / "onnx", k).items() if n != "tokens")
             for k in (False, True)}  # fmt: skip
 
     print(f"CPU: {cpu_model()}, 1 thread; torch {torch.__version__}; {len(samples)} files, {audio_s:.1f} s of audio, "
           f"{emitted} tokens by PyTorch greedy; model: {args.exp_dir or 'conformer_small 64 units, random weights'}")
-    print("| runtime | RTF | speed-up over PyTorch |")
-    print("|---|---|---|")
+    ids = token_ids_of(work / "onnx")
+    print("| runtime | RTF | speed-up over PyTorch | files with PyTorch's tokens |")
+    print("|---|---|---|---|")
     for name, value in rtf.items():
-        print(f"| {name} | {value:.4f} | {rtf['pytorch'] / value:.2f}x |")
+        got = hyps[name] if name == "pytorch" else [[ids[p] for p in pieces] for _, pieces in hyps[name]]
+        same = sum(a == b for a, b in zip(got, hyps["pytorch"]))
+        print(f"| {name} | {value:.4f} | {rtf['pytorch'] / value:.2f}x | {same}/{len(samples)} |")
+    diffs = [fbank_difference(s) for s in samples]
+    print(f"fbank, training (lhotse) vs Kaldi-compatible (sherpa-onnx's settings): max |diff| "
+          f"{max(d['max_abs'] for d in diffs):.2e}, mean |diff| {np.mean([d['mean_abs'] for d in diffs]):.2e} "
+          f"(log-mel units); frames equal in {sum(d['frames_training'] == d['frames_kaldi'] for d in diffs)}"
+          f"/{len(diffs)} files")
     print(f"ONNX files: fp32 {size[False] / 1e6:.2f} MB, int8 {size[True] / 1e6:.2f} MB "
           f"({size[True] / size[False]:.2f}x; target <= 0.3x)")  # fmt: skip
     for name in ("encoder", "decoder", "joiner"):
