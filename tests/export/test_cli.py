@@ -35,3 +35,27 @@ def test_missing_bpe_model(trained, tmp_path, capsys):
     assert main(["--exp-dir", str(exp), "--bpe-model", str(tmp_path / "gone.model"), "--out", str(tmp_path / "o")]) == 2
     assert "gone.model does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_writes_decode_style_results(trained, tmp_path, exported, pytorch_hyps):
+    """asr.export.evaluate on a LibriSpeech-layout folder: sherpa-onnx's WER equals that of PyTorch greedy search
+    (the same tokens), in decode.py's result files."""
+    from asr.data.tokenizer import Tokenizer
+    from asr.export.evaluate import main as evaluate_main
+    from asr.metrics.wer import Result, compute_wer
+
+    folder = tmp_path / "test-clean" / "1" / "2"
+    folder.mkdir(parents=True)
+    lines = []
+    for i, (wav, text) in enumerate(zip(trained.wavs, trained.texts)):
+        shutil.copyfile(wav, folder / f"1-2-{i:04d}.wav")
+        lines.append(f"1-2-{i:04d} {text}")
+    (folder / "1-2.trans.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "results"
+    assert evaluate_main(["--model-dir", str(exported), "--out-dir", str(out), str(tmp_path / "test-clean")]) == 0
+    summary = (out / "wer-summary-test-clean-sherpa_onnx_greedy.txt").read_text().splitlines()
+    hyps = Tokenizer(trained.bpe_model).decode(pytorch_hyps["greedy"])
+    ours = compute_wer([Result(str(i), r.split(), h.upper().split()) for i, (r, h) in enumerate(zip(trained.texts,
+                                                                                                     hyps))])
+    assert summary[1].split("\t") == ["sherpa_onnx_greedy", f"{ours.wer:.2f}"]
+    assert (out / "recogs-test-clean-sherpa_onnx_greedy.txt").is_file()
