@@ -6,10 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("sherpa_onnx")
-
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
@@ -25,7 +21,9 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory) -> Path:
-    """The trained model exported: fp32 + int8 ONNX and jit.pt."""
+    """The trained model exported: fp32 + int8 ONNX and jit.pt (skips without the `export` extra)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     from asr.export.jit import export_jit
     from asr.export.onnx import export_onnx
 

@@ -3,9 +3,13 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
 from asr.export.cli import main
 from asr.export.onnx import check_model_dir
 from asr.export.sherpa import transcribe_files
+
+pytest.importorskip("sherpa_onnx")  # the `export` extra
 
 
 def test_exports_a_run(trained, tmp_path, capsys, pytorch_hyps):

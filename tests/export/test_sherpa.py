@@ -13,6 +13,8 @@ from asr.export.onnx import ExportError, add_metadata, check_model_dir, export_o
 from asr.export.sherpa import decode_samples, make_recognizer, token_ids, transcribe_files
 from asr.metrics.wer import Result, compute_wer
 
+pytest.importorskip("sherpa_onnx")  # the `export` extra
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
