@@ -9,7 +9,7 @@ They share the model's parameters (nothing is copied) and differ from its forwar
   instead of strided assignment. Same values: tests compare them with the model's;
 - the joiner's projections are applied where sherpa-onnx expects them: the encoder outputs `encoder_proj(...)`,
   the decoder outputs `decoder_proj(...)`, and a context label -1 ("no label yet", sherpa's start context) gives
-  the zero embedding, like the blank row that training keeps at zero.
+  the blank's embedding, the left padding of training's contexts (a zero row: the embedding's padding_idx).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class ExportEncoder(nn.Module):
 
 class ExportDecoder(nn.Module):
     """Label context -> projected decoder output: sherpa-onnx's `decoder.onnx`, y (N, context_size) int64 ->
-    decoder_out (N, J) float32 (2-D). A label -1 gives the zero embedding (no row -1 is ever gathered)."""
+    decoder_out (N, J) float32 (2-D). A label -1 gives the blank's (zero) embedding, never row -1."""
 
     def __init__(self, model: Transducer) -> None:
         super().__init__()
@@ -144,8 +144,9 @@ class ExportDecoder(nn.Module):
     def forward(self, y: Tensor) -> Tensor:
         """y: (N, context_size) int64, -1 for "no label" -> (N, J)."""
         dec = self.decoder
-        keep = (y >= 0).unsqueeze(-1).to(dec.embedding.weight.dtype)  # (N, C, 1)
-        emb = dec.embedding(y.clamp(min=0)) * keep  # (N, C, decoder_dim)
+        # -1 -> the blank's row, the left padding of the context in training (zero: it is the padding_idx). A plain
+        # gather would take row -1, the last piece's embedding (icefall PR #1264, sherpa-onnx #327).
+        emb = dec.embedding(torch.where(y < 0, torch.full_like(y, dec.blank_id), y))  # (N, C, decoder_dim)
         if dec.conv is not None:
             emb = dec.conv(emb.transpose(1, 2)).transpose(1, 2)  # (N, 1, decoder_dim)
         out = torch.relu(emb[:, -1])  # (N, decoder_dim)
