@@ -158,23 +158,35 @@ class _JoinerView(nn.Module):
         return out.reshape(*shape, -1)
 
 
-@torch.inference_mode()
-def transcribe_files_jit(path: str | Path, paths: list[str | Path], method: str = "greedy", beam: int = 4) -> list[str]:
-    """Text of each audio file decoded with jit.pt: training's fbank, then asr.decode's search `method` ("greedy",
-    "modified_beam_search", "beam_search") on the TorchScript model. Upper-cased like asr-transcribe's output.
-    Raises FileNotFoundError (no jit.pt) and asr.export.frontend.AudioError (unreadable audio)."""
-    from asr.decode.search import search
-    from asr.export.frontend import read_audio, training_fbank
+class JitTranscriber:
+    """Text of 16 kHz float32 samples decoded with jit.pt: training's fbank, then asr.decode's search `method`
+    ("greedy", "modified_beam_search", "beam_search") on the TorchScript model; upper-cased like asr-transcribe's
+    output. Raises FileNotFoundError when there is no jit.pt."""
 
-    module, pieces = load_jit(path)
-    model = JitAdapter(module)
-    texts = []
-    for p in paths:
-        feats = training_fbank(read_audio(Path(p)), int(module.num_features))  # (T, F)
-        enc, enc_lens = model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)], dtype=torch.int64))
-        hyp = search(model, enc, enc_lens, method, beam=beam)[0]
-        texts.append(pieces_to_text([pieces[i] for i in hyp]))
-    return texts
+    def __init__(self, path: str | Path) -> None:
+        module, self.pieces = load_jit(path)
+        self.model = JitAdapter(module)
+        self.num_features = int(module.num_features)
+
+    @torch.inference_mode()
+    def __call__(self, samples, method: str = "greedy", beam: int = 4) -> str:
+        """samples: (n,) float32 numpy array in [-1, 1] at 16 kHz."""
+        from asr.decode.search import search
+        from asr.export.frontend import training_fbank
+
+        feats = training_fbank(samples, self.num_features)  # (T, F)
+        enc, enc_lens = self.model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)], dtype=torch.int64))
+        hyp = search(self.model, enc, enc_lens, method, beam=beam)[0]
+        return pieces_to_text([self.pieces[i] for i in hyp])
+
+
+def transcribe_files_jit(path: str | Path, paths: list[str | Path], method: str = "greedy", beam: int = 4) -> list[str]:
+    """Text of each audio file decoded with jit.pt (see JitTranscriber). Raises FileNotFoundError (no jit.pt) and
+    asr.export.frontend.AudioError (unreadable audio)."""
+    from asr.export.frontend import read_audio
+
+    transcriber = JitTranscriber(path)
+    return [transcriber(read_audio(Path(p)), method, beam) for p in paths]
 
 
 def pieces_to_text(pieces: list[str]) -> str:

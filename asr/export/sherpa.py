@@ -60,6 +60,20 @@ def decode_samples(recognizer, samples: list[np.ndarray], batch: bool = True) ->
     return [(s.result.text, list(s.result.tokens)) for s in streams]
 
 
+class SherpaTranscriber:
+    """Text of 16 kHz float32 samples decoded by sherpa-onnx, upper-cased and whitespace-normalised like
+    `asr-transcribe`'s output. Construction checks the directory (ExportError) and loads the recognizer once."""
+
+    def __init__(self, model_dir: str | Path, method: str = "greedy", int8: bool = False, num_threads: int = 1,
+                 beam: int = 4) -> None:
+        self.recognizer = make_recognizer(model_dir, method, int8, num_threads, beam)
+
+    def __call__(self, samples: np.ndarray) -> str:
+        """samples: (n,) float32 in [-1, 1] at 16 kHz."""
+        text, _ = decode_samples(self.recognizer, [samples], batch=False)[0]
+        return " ".join(text.split()).upper()
+
+
 def transcribe_files(model_dir: str | Path, paths: list[str | Path], method: str = "greedy", int8: bool = False,
                      num_threads: int = 1, beam: int = 4) -> list[str]:
     """Text of each audio file (any rate and channel count: read, averaged, resampled by us), upper-cased and

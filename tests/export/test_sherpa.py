@@ -144,3 +144,14 @@ def _without(src: Path, tmp_path: Path, name: str | None) -> Path:
     if name:
         (d / name).unlink()
     return d
+
+
+def test_sherpa_transcriber(trained, exported, samples):
+    from asr.export.sherpa import SherpaTranscriber
+
+    """One stream at a time, as decode_samples(batch=False). (int8 batched may differ: dynamic quantization takes
+    activation scales over the whole padded batch, so an utterance's int8 result depends on its batch mates.)"""
+    transcribe = SherpaTranscriber(exported, "modified_beam_search", int8=True)
+    rec = make_recognizer(exported, "modified_beam_search", int8=True)
+    expected = [" ".join(text.split()).upper() for text, _ in decode_samples(rec, samples, batch=False)]
+    assert [transcribe(s) for s in samples] == expected
