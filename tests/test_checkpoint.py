@@ -239,6 +239,18 @@ def test_transcribe_refuses_code(tmp_path):
     assert not marker.exists()
 
 
+def test_export_refuses_code(tmp_path, capsys):
+    """asr-export loads through the same safe loader: refused, exit 2, no code run, nothing written."""
+    from asr.export.cli import main as export_main
+
+    marker = tmp_path / "ran"
+    exp = _tiny_exp_with_malicious(tmp_path, marker)
+    for args in (["--epoch", "2"], ["--checkpoint", str(exp / "checkpoint-20.pt")]):
+        assert export_main(["--exp-dir", str(exp), *args, "--out", str(tmp_path / "onnx")]) == 2
+        assert "refused to load checkpoint" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "onnx").exists()
+
+
 def _tiny(python_exe: str, exp_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT))
     cmd = [python_exe, str(TINY), "--exp-dir", str(exp_dir), "--epochs", "1", *extra]

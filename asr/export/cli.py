@@ -23,9 +23,9 @@ PROG = "asr-export"
 
 
 def load_for_export(args: argparse.Namespace):
-    """(Transducer, training config, description) chosen by the checkpoint flags. The one place that knows how a
-    model is loaded from an experiment directory."""
-    from asr.decode.loading import load_model
+    """(Transducer, training config, description) chosen by the checkpoint flags, through the inference entry's
+    loader (asr.decode.inference.load_model: checkpoint selection, averaging, safe loading)."""
+    from asr.decode.inference import load_model
 
     loaded = load_model(args.exp_dir, args.epoch, args.avg, args.iter, args.use_averaged_model, args.checkpoint,
                         "cpu")  # fmt: skip
@@ -33,21 +33,13 @@ def load_for_export(args: argparse.Namespace):
 
 
 def bpe_model_path(arg: str, train_config: dict, exp_dir: Path) -> Path:
-    """--bpe-model, else the training config's data.bpe_model, looked up as given, then from the experiment
-    directory upwards (training runs in the recipe folder with relative paths). Raises ExportError."""
-    if arg:
-        if not Path(arg).is_file():
-            raise ExportError(f"BPE model {arg} does not exist")
-        return Path(arg)
-    rel = Path(str((train_config.get("data") or {}).get("bpe_model", "")))
-    if not str(rel) or str(rel) == ".":
-        raise ExportError("the training config names no data.bpe_model; give --bpe-model")
-    if rel.is_file():
-        return rel
-    for base in (exp_dir, *exp_dir.resolve().parents):
-        if (base / rel).is_file():
-            return base / rel
-    raise ExportError(f"BPE model {rel} of the training config not found (from {exp_dir} upwards); give --bpe-model")
+    """The BPE model by the inference entry's rule (asr.decode.inference.find_bpe_model). Raises ExportError."""
+    from asr.decode.inference import find_bpe_model
+
+    try:
+        return find_bpe_model(arg, train_config, exp_dir)
+    except FileNotFoundError as e:
+        raise ExportError(f"{e} (--bpe-model)") from e
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

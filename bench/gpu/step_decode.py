@@ -4,7 +4,7 @@ Decoding = encoder forward + search, from features to token ids, on a batch of u
 lengths; throughput in utterances per second and real-time factor (compute seconds per audio second). With random
 weights the search emits on far more frames than a trained model does (a trained one emits on about one frame in
 ten), so the search share is an upper bound; the labels per frame are in the table. The demo model is decoded too
-when its experiment directory is given (--demo-exp), loaded with asr.decode.loading.load_model.
+when its experiment directory is given (--demo-exp), loaded with asr.decode.inference.load_model.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run(device: torch.device, profile: dict, emit, demo_exp: str = "") -> None:
         emit({"model": "demo model", "status": "skipped", "error": "no --demo-exp given"})
         return
     try:
-        from asr.decode.loading import load_model
+        from asr.decode.inference import load_model
 
         demo = load_model(demo_exp, device=device).model
     except Exception as e:

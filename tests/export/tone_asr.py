@@ -74,7 +74,7 @@ def train_tiny(work: Path, steps: int = 300, seed: int = 0) -> TrainedTiny:
     from asr.data.bpe import train_bpe
     from asr.data.tokenizer import Tokenizer
     from asr.models import ModelConfig, build_model
-    from asr.train.checkpoint import save_checkpoint
+    from asr.checkpoint import save_checkpoint
 
     start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
