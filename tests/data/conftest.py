@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_fixtures import make_corpus, prepare_corpus
+from tests.data.data_fixtures import make_corpus, prepare_corpus
 
 
 @pytest.fixture(scope="session")

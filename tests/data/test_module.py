@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from data_fixtures import WORDS
+from tests.data.data_fixtures import WORDS
 from lhotse import load_manifest
 
 from asr.data.config import DataConfig
