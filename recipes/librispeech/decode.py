@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr.config import register_configs
 from asr.data.config import DataConfig
-from asr.data.module import AsrDataModule
+from asr.data.loaders import AsrDataModule
 from asr.data.tokenizer import Tokenizer
 from asr.decode.config import DecodeConfig, check_search
 from asr.decode.loading import load_model, resolve_device
