@@ -5,6 +5,8 @@ import logging
 import pytest
 import torch
 
+from asr.loss.config import LossConfig
+from asr.train.staging import loss_scales
 from tests.train.tiny import SyntheticDataset, fixed_batches, make_cuts, make_trainer
 
 
@@ -150,3 +152,28 @@ def test_time_budget_stops_mid_epoch_saves_the_epoch_and_resumes(tmp_path, caplo
     third = budgeted(2.5, [])
     third.fit()
     assert third.state.batch_idx_train == 5
+
+
+def test_delay_penalty_reaches_both_losses_and_zero_is_the_plain_loss(tmp_path):
+    """loss.delay_penalty goes from the config through the Trainer to the simple and the pruned loss; 0 gives
+    exactly the loss of the model's forward without it."""
+    batch = fixed_batches(make_cuts(4), 0, 1)[0]
+
+    def trainer_loss(penalty: float):
+        cfg = LossConfig(prune_range=3, warm_step=2, delay_penalty=penalty)
+        trainer = make_trainer(tmp_path / str(penalty), [], loss=cfg)
+        return trainer, trainer.batch_loss(trainer.model, batch)
+
+    trainer, plain = trainer_loss(0.0)
+    assert plain.bad_cut_ids == [] and plain.utterances == len(batch)
+    simple_scale, pruned_scale = loss_scales(0, "ramp", 2, 0.5)
+    with torch.no_grad():
+        simple, pruned = trainer.model(x=batch.features, x_lens=batch.feature_lens, y=batch.tokens,
+                                       y_lens=batch.token_lens, prune_range=3, am_scale=0.0, lm_scale=0.25,
+                                       reduction="none")  # fmt: skip
+    assert float(plain.loss.detach()) == float((simple_scale * simple + pruned_scale * pruned).sum())
+    assert plain.simple == float(simple.sum()) and plain.pruned == float(pruned.sum())
+
+    _, penalised = trainer_loss(0.5)
+    assert penalised.simple != plain.simple and penalised.pruned != plain.pruned
+    assert float(penalised.loss.detach()) != float(plain.loss.detach())
