@@ -1,5 +1,5 @@
-"""AsrDataModule (asr.data.loaders): batches within max_duration, exact resume, DDP sharding, Batch contents,
-cut filtering (asr.data.filters) with the encoder's own frame count."""
+"""AsrDataModule (asr.data.loaders): batches within max_duration, exact resume, DDP sharding, test and audio-folder
+loaders, validation filtering."""
 
 from __future__ import annotations
 
@@ -10,25 +10,10 @@ import torch
 from lhotse import load_manifest
 
 from asr.data.batch import Batch
-from asr.data.config import DataConfig
 from asr.data.features import TRAIN_ALL
-from asr.data.filters import CutFilter
 from asr.data.loaders import AsrDataModule
-from asr.data.tokenizer import Tokenizer
-from asr.models import EncoderFrames
 from asr.train.resume import sampler_state_at
-from tests.data.data_fixtures import WORDS
-
-MAX_DURATION = 6.0
-
-
-@pytest.fixture()
-def module(prepared) -> AsrDataModule:
-    cfg = DataConfig(manifest_dir=str(prepared / "fbank"), bpe_model=str(prepared / "lang" / "bpe.model"),
-                     train_cuts=TRAIN_ALL, valid_sets=["dev-clean"], test_sets=["dev-clean", "test-other"],
-                     max_duration=MAX_DURATION, num_buckets=2, num_workers=0, spec_aug=True,
-                     min_cut_duration=1.0, max_cut_duration=20.0)
-    return AsrDataModule(cfg, Tokenizer(cfg.bpe_model), frames_fn=EncoderFrames(4))
+from tests.data.data_fixtures import MAX_DURATION
 
 
 def _epoch_ids(loader) -> list[list[str]]:
@@ -102,34 +87,6 @@ def test_ranks_get_disjoint_batches(module):
     assert r0 and r1 and not r0 & r1
 
 
-def test_batches_match_the_cuts(module, prepared):
-    batch = next(iter(module.valid_dataloader()))
-    cuts = {c.id: c for c in load_manifest(prepared / "fbank" / "librispeech_cuts_dev-clean.jsonl.gz")}
-    x, x_lens, y, y_lens = batch.features, batch.feature_lens, batch.tokens, batch.token_lens
-    assert x.dim() == 3 and x.shape[0] == len(batch) and x.shape[2] == 80 and x.shape[1] == int(x_lens.max())
-    assert x_lens.dtype == y.dtype == y_lens.dtype == torch.int64
-    assert y.shape == (len(batch), int(y_lens.max()))
-    for i, cid in enumerate(batch.cut_ids):
-        cut = cuts[cid]
-        assert int(x_lens[i]) == cut.num_frames
-        # no SpecAugment on validation: the rows are the stored features exactly
-        torch.testing.assert_close(x[i, : x_lens[i]], torch.from_numpy(cut.load_features()))
-        assert batch.texts[i] == cut.supervisions[0].text
-        assert module.tokenizer.decode([y[i, : y_lens[i]].tolist()])[0] == cut.supervisions[0].text
-        assert bool((y[i, y_lens[i]:] == module.tokenizer.blank_id).all())
-    moved = batch.to("cpu")
-    assert moved.cut_ids == batch.cut_ids and torch.equal(moved.tokens, batch.tokens)
-    sub = batch.select(torch.tensor([len(batch) - 1]))
-    assert sub.cut_ids == batch.cut_ids[-1:] and sub.features.shape[1] == int(x_lens[-1])
-    assert sub.tokens.shape[1] == max(int(y_lens[-1]), 1)
-
-
-def test_batch_rejects_disagreeing_shapes():
-    with pytest.raises(ValueError, match="Batch shapes disagree"):
-        Batch(features=torch.zeros(2, 5, 3), feature_lens=torch.tensor([5, 5]), tokens=torch.zeros(3, 1),
-              token_lens=torch.tensor([1, 1]), cut_ids=["a", "b"], texts=["", ""])  # fmt: skip
-
-
 def test_on_the_fly_features_match_the_stored_ones(module, prepared):
     """Fbank computed from the audio in the loader equals the precomputed (lilcom-compressed) features."""
     import dataclasses
@@ -160,60 +117,6 @@ def test_audio_folder_loader_computes_features(module, tiny_corpus):
     texts = {i: t for b in batches for i, t in zip(b.cut_ids, b.texts)}
     assert sorted(texts) == sorted(utts["dev-clean"]) and all(texts.values())
     assert all(b.features.shape[2] == 80 for b in batches)
-
-
-def test_cut_filter_drops_and_counts(module, prepared):
-    cut = next(iter(load_manifest(prepared / "fbank" / "librispeech_cuts_dev-clean.jsonl.gz")))
-    keep = CutFilter(module.tokenizer, 1.0, 20.0, EncoderFrames(4))
-    short = cut.truncate(duration=0.5)
-    odd = cut.with_id("odd")
-    odd.supervisions = [cut.supervisions[0].transform_text(lambda t: t + " 42")]
-    wordy = cut.with_id("wordy")
-    wordy.supervisions = [cut.supervisions[0].transform_text(lambda t: " ".join(WORDS * 2))]
-    assert keep.encoder_frames(cut.num_frames) < len(module.tokenizer.encode([" ".join(WORDS * 2)])[0])
-    assert [keep(c) for c in (cut, short, odd, wordy)] == [True, False, False, False]
-    assert keep.kept == 1 and sum(keep.counts.values()) == 3 and len(keep.counts) == 3
-
-
-@pytest.mark.parametrize("factor", [4, 8])
-@pytest.mark.parametrize("half_rate", [False, True])
-def test_the_filter_counts_the_frames_the_encoder_outputs(factor, half_rate):
-    """For every input length T in 1..200, the filter's encoder frames (the model's frames_fn, pickled as a
-    DataLoader worker gets it) equal the frames a real encoder outputs: with subsampling by 4 or 8, with or without
-    half-rate layers; below the encoder's minimum the count is <= 0 (such a cut is always dropped)."""
-    import pickle
-
-    from asr.models import Conformer
-
-    torch.manual_seed(0)
-    enc = Conformer(num_features=16, d_model=8, num_heads=2, ff_dim=8, num_layers=3, cnn_kernel=3, dropout=0.0,
-                    subsampling_factor=factor, half_rate_layers=[1, 2] if half_rate else []).eval()  # fmt: skip
-    tok = _Tokenizer()
-    keep = pickle.loads(pickle.dumps(CutFilter(tok, 0.0, float("inf"), enc.frames_fn)))
-    with torch.no_grad():
-        for T in range(1, 201):
-            counted = keep.encoder_frames(T)
-            if T < enc.min_input_frames:
-                assert counted <= 0, T
-                continue
-            out, out_lens = enc(torch.randn(1, T, 16), torch.tensor([T]))
-            assert counted == out.size(1) == int(out_lens[0]), (T, counted, out.shape)
-
-
-class _Tokenizer:
-    """The filter's view of a tokenizer, for the frame-count test (picklable)."""
-
-    alphabet = frozenset("AB ")
-
-    def encode(self, texts):
-        return [[1] * len(t) for t in texts]
-
-
-def test_the_filter_counts_the_model_frames_it_is_given(module):
-    """A factor-8 encoder has half the frames: an utterance with as many tokens as 40 ms frames is dropped."""
-    by8 = AsrDataModule(module.cfg, module.tokenizer, frames_fn=EncoderFrames(8))
-    assert [by8.train_filter.encoder_frames(t) for t in (15, 100, 1000)] == [1, 11, 124]
-    assert module.train_filter.encoder_frames(1000) == 249
 
 
 def test_training_and_validation_need_the_encoder_frames(module):
