@@ -8,15 +8,15 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from asr.data.batch import Batch
 from asr.data.config import DataConfig
-from asr.data.module import AsrDataModule, batch_to_model_inputs
+from asr.data.loaders import AsrDataModule
 from asr.data.tokenizer import Tokenizer
 from asr.decode.config import DecodeConfig, check_search
 from asr.decode.inference import Inference, InferenceConfig, load_inference
@@ -45,7 +45,7 @@ class DecodedSet:
 @torch.inference_mode()
 def decode_batches(
     model: nn.Module,
-    batches: Iterable[dict],
+    batches: Iterable[Batch],
     tokenizer: Tokenizer,
     method: str,
     beam: int = 4,
@@ -58,7 +58,7 @@ def decode_batches(
 
     Args:
         model: the transducer, in eval mode, on `device`.
-        batches: lhotse K2SpeechRecognitionDataset batches (as asr.data.AsrDataModule makes them).
+        batches: the batches of asr.data.AsrDataModule's test loaders.
         tokenizer: the BPE model of training (token ids -> text).
         method, beam, max_sym_per_frame: the search (see asr.decode.search.search).
         log_every: batches between progress lines.
@@ -67,10 +67,7 @@ def decode_batches(
     results: list[Result] = []
     audio = elapsed = 0.0
     for i, batch in enumerate(batches):
-        x, x_lens, _, _, cut_ids = batch_to_model_inputs(batch, tokenizer)
-        texts = list(batch["supervisions"]["text"])
-        if len(cut_ids) != len(texts):
-            cut_ids = [f"batch{i}-utt{j}" for j in range(len(texts))]
+        x, x_lens, cut_ids, texts = batch.features, batch.feature_lens, batch.cut_ids, batch.texts
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
         hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame,

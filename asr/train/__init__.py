@@ -7,8 +7,12 @@ Modules (checkpoint files: asr.checkpoint; the device: asr.device):
     config        OptimConfig, TrainerConfig
     distributed   torchrun environment, process group, all-reduce helpers
     optim         Adam + Noam / Eden learning-rate schedules
-    step          one batch's loss under autocast, bad utterances dropped and reported
-    trainer       the loop: DDP, AMP, staged loss, clipping, logging, validation, checkpoints, resume
+    step          one batch's loss under autocast (a Batch in, delay penalty passed on), bad utterances dropped
+    staging       the weights of the simple and pruned losses over warm_step ("switch", "ramp")
+    trainer       the loop: DDP, AMP, one loss method for training and validation, clipping, logging
+    state         TrainingState and what a checkpoint holds (incl. "precision"), saving, resume
+    stopping      StoppingRules: num_epochs, max_steps, max_minutes (time budget), the schedule's total
+    scaled_adam   ScaledAdam (icefall's optimiser; foreach and per-tensor paths)
     averaging     running model average (average_period)
     resume        RNG states (as tensors) and the sampler position
     progress      console lines with ETA, tensorboard, log files
@@ -24,7 +28,7 @@ Resume: re-running the same command loads the readable checkpoint with the most 
 is skipped with a warning; a file refused as unsafe, one whose pickle would run code, stops the run with
 asr.checkpoint.UnsafeCheckpointError) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU, with or
 without DataLoader workers: random augmentation is seeded per batch from (seed, epoch, rank, the batch's cut ids)
-(asr.data.module.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
+(asr.data.seeding.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
 ranks that resume from different places stop with an error. A checkpoint from N ranks resumed on M != N restarts
 its epoch from the first batch, with a warning. A time budget (trainer.max_minutes) makes the batch count and the
 cool-down depend on the machine's speed: such runs resume correctly but not bit-identically.
