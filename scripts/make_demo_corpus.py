@@ -172,6 +172,15 @@ def _piper_voice():
     return _PIPER
 
 
+def _warm_up(voices: list[str]) -> None:
+    """Pool initializer: the slow imports and the piper model load (seconds each) run in the workers while the main
+    process builds the sentence pool, instead of delaying the first utterances."""
+    import scipy.signal  # noqa: F401
+
+    if any(v in PIPER_VOICES for v in voices):
+        _piper_voice()
+
+
 def _resample(audio: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
     from scipy.signal import resample_poly
 
@@ -351,41 +360,55 @@ def main(argv: list[str] | None = None) -> None:
                   "eval_minutes": args.eval_minutes, "voices": voices}
     stamp = root / ".demo_corpus.json"
     t0 = time.time()
+    complete = all((root / subset).is_dir() for subset in SUBSETS)
+    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
+        _write_text(args)
+        log.info("%s is up to date (cached)", root)
+        return
+    global _PIPER_THREADS
+    _PIPER_THREADS = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+    with mp.get_context("fork").Pool(args.jobs, initializer=_warm_up, initargs=(voices,)) as pool:
+        _synthesize_corpus(args, voices, pool, stamp, stamp_data, t0)
+
+
+def _write_text(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The sentence pool, after writing the LM text (the pool minus the eval sentences)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asr"  # botchan.txt, shared by runs
     pool_text = sentence_pool(cache, args.seed)
     n_eval = max(100, int(args.eval_minutes * 60 / 2))  # sentences reserved per eval set (>= 2 s each)
     if len(pool_text) < 3 * n_eval:
         sys.exit(f"make_demo_corpus: only {len(pool_text)} sentences found; too few for the requested sizes")
     write_lm_text(args.out / LM_TEXT, [ref for _, ref in pool_text[2 * n_eval :]])
-    complete = all((root / subset).is_dir() for subset in SUBSETS)
-    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
-        log.info("%s is up to date (cached)", root)
-        return
+    return pool_text
+
+
+def _synthesize_corpus(args: argparse.Namespace, voices: list[str], pool: mp.pool.Pool, stamp: Path,
+                       stamp_data: dict, t0: float) -> None:
+    root = args.out / "LibriSpeech"
+    pool_text = _write_text(args)  # meanwhile the workers warm up
+    n_eval = max(100, int(args.eval_minutes * 60 / 2))
     texts = {"dev-clean": pool_text[:n_eval], "test-clean": pool_text[n_eval:2 * n_eval],
              "train-clean-100": pool_text[2 * n_eval:]}
     seconds = {"train-clean-100": args.train_minutes * 60, "dev-clean": args.eval_minutes * 60,
                "test-clean": args.eval_minutes * 60}
     synth_dir = args.out / ".synth"
     root.mkdir(parents=True, exist_ok=True)
-    global _PIPER_THREADS
-    _PIPER_THREADS = max(1, len(os.sched_getaffinity(0)) // args.jobs)
     speakers_txt = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
-    with mp.get_context("fork").Pool(args.jobs) as pool:
-        for subset, (base, variants) in SUBSETS.items():
-            speakers = [Speaker(base + 10 * vi + k, v, s, p) for vi, (s, p) in enumerate(variants)
-                        for k, v in enumerate(voices)]
-            rng = random.Random(f"{args.seed}-{subset}")
-            rng.shuffle(speakers)
-            t = time.time()
-            utts = plan_subset(speakers, texts[subset], seconds[subset], synth_dir, pool, args.jobs, subset)
-            minutes = write_subset(root, subset, utts)
-            for spk in sorted(speakers, key=lambda s: s.id):
-                if spk.id in minutes:
-                    name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
-                    row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
-                    speakers_txt.append(row)
-            log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
-                     sum(minutes.values()), len(minutes), time.time() - t)
+    for subset, (base, variants) in SUBSETS.items():
+        speakers = [Speaker(base + 10 * vi + k, v, s, p) for vi, (s, p) in enumerate(variants)
+                    for k, v in enumerate(voices)]
+        rng = random.Random(f"{args.seed}-{subset}")
+        rng.shuffle(speakers)
+        t = time.time()
+        utts = plan_subset(speakers, texts[subset], seconds[subset], synth_dir, pool, args.jobs, subset)
+        minutes = write_subset(root, subset, utts)
+        for spk in sorted(speakers, key=lambda s: s.id):
+            if spk.id in minutes:
+                name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
+                row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
+                speakers_txt.append(row)
+        log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
+                 sum(minutes.values()), len(minutes), time.time() - t)
     (root / "SPEAKERS.TXT").write_text("\n".join(speakers_txt) + "\n")
     stamp.write_text(json.dumps({"params": stamp_data, "seconds": round(time.time() - t0, 1)}, indent=1))
     log.info("done in %.0f s: %s", time.time() - t0, root)

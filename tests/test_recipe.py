@@ -7,6 +7,7 @@ model really recognises speech: WER far below 100% on the (seen) training senten
 are too little to generalise to unseen sentences, so test-clean is only checked for being decoded.
 """
 
+import json
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ TRAIN_ARGS = " ".join([
     "optim.warmup_batches=100",
     "loss.warm_step=100",
     f"trainer.num_epochs={EPOCHS}",
+    "trainer.max_minutes=0",  # no time budget (the demo's is 20 min): the same batches and lr on a slow machine
     "trainer.log_interval=10",
     "trainer.save_every_n=0",
     "trainer.average_period=10",
@@ -83,3 +85,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
         unseen = _wer(exp / method / f"wer-summary-test-clean-{method}.txt")
         assert 0.0 <= unseen <= 200.0, (method, unseen)
     assert "WER" in out  # the table printed at the end
+    info = json.loads((exp / "run_info.json").read_text())  # and what the training was: batches, precision, CPU
+    assert info["epochs"] == EPOCHS and info["batches"] == EPOCHS * info["batches_per_epoch"] > 0, info
+    assert info["precision"] in ("bf16", "float32") and info["precision_reason"].startswith("auto: CPU ")
+    assert f"training: {info['batches']} batches, {EPOCHS} epochs" in out and "precision: " in out
