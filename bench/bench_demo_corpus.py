@@ -9,10 +9,18 @@ fresh folder (no synthesis cache), and prints the wall time of each run, the med
 new: > 1 means faster now) and whether both wrote the same corpus (the int16 samples of every FLAC file and every
 transcript). Alternating spreads the noise of a shared machine over both.
 
-Measured (issue #20): 56abf94 (chunked pool.map, piper's onnxruntime on all cores in each process) against the
-sliding window and one onnxruntime thread per process, --train-minutes 3 --eval-minutes 0.5 --jobs 2, 3 rounds, on
-an "AMD EPYC" 2-core VM with AVX512(-BF16) shared with other jobs: see the numbers printed at the end of the run in
-RESULTS_demo_corpus.md beside this script.
+Measured (issue #20), CPU "AMD EPYC" (lscpu model name; 2 cores, AVX512 with BF16), shared with other jobs (load
+8-11 on the 2 cores during the run), base 56abf94 against this version:
+
+    .venv/bin/python bench/bench_demo_corpus.py --rounds 3 --train-minutes 8 --eval-minutes 0.5
+    round 0 base 82.8 s, new 61.9 s; round 1 new 55.7 s, base 104.0 s; round 2 base 100.4 s, new 65.9 s
+    median base (56abf94) 100.4 s, new 61.9 s: ratio 1.62x; same corpus: True (7dda967c739c8187)
+
+On a 3-minute train set the fixed costs weigh more: 1.36x (before the workers warmed up during the text
+preparation). Where the time goes (the script logs it per voice): piper's joe costs ~0.3 s of CPU per second of
+audio on one thread, the flite voices 0.013 (kal16) to 0.07 s (slt, awb, rms); so joe, a fifth of the audio, is
+about 60% of the work, and onnxruntime's default of all cores per process made the two processes fight over the
+cores. FLAC writing (~7 ms per utterance), resampling (~3 ms) and the noise floor (~1 ms) are negligible.
 """
 
 from __future__ import annotations
