@@ -10,7 +10,8 @@ Precision: run.sh trains with trainer.amp=auto, so bf16 on a CPU with native bf1
 hold in both. Check both on a bf16 machine with ASR_DISABLE_NATIVE_BF16=1 (tests/conftest.py). No time budget
 (trainer.max_minutes=0): under the demo's 20 minutes a slow or busy machine cooled the rate down early, or stopped
 before the last epoch. Seen WERs measured (greedy / modified beam / with the LM), AMD EPYC 2 cores (AVX512-BF16),
-OMP_NUM_THREADS=1: bf16 58.6 / 50.8 / 15.6%, float32 57.7 / 46.5 / 14.7% (loss 3.96 -> 0.16 in both); another
+OMP_NUM_THREADS=1: bf16 58.6 / 50.8 / 15.6%, float32 57.7 / 46.5 / 14.7% (loss 3.96 -> 0.16 in both); this test
+itself (OMP_NUM_THREADS=2): bf16 56.1 / 57.9 / 13.9%, float32 65.5 / 54.0 / 16.3%; another
 2-core CPU without AVX512, float32, under the 20-minute budget: greedy 68.7%. An untrained model: ~100%.
 """
 
