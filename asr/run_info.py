@@ -4,7 +4,7 @@ table of recipes/librispeech/run.sh.
     python -m asr.run_info --exp-dir exp/demo --write   # after training: (re)write exp/demo/run_info.json
     python -m asr.run_info --exp-dir exp/demo           # print it (written first when missing)
 
-The counts come from the checkpoint with the most training done (asr.train.checkpoint): batches, epochs (fractional
+The counts come from the checkpoint with the most training done (asr.checkpoint): batches, epochs (fractional
 when a time budget ended one mid-way), training wall time and budget. The precision is the checkpoint's "precision"
 (the resolved trainer.amp) when it has one; older checkpoints only hold the config, so trainer.amp is resolved again
 here, on this machine (asr.train.step.resolve_amp), and "precision_source" says so. The reason tells "auto: CPU has /
@@ -51,10 +51,11 @@ def precision(amp: str, resolved: str | None, facts: dict, device: torch.device)
 def collect(exp_dir: str | Path) -> dict:
     """run_info of `exp_dir` from its most advanced checkpoint and this machine. Raises FileNotFoundError when the
     folder holds no readable checkpoint."""
-    from asr.train.checkpoint import latest_checkpoint, load_checkpoint
+    from asr.checkpoint import checkpoints_by_progress, load_checkpoint
 
     exp_dir = Path(exp_dir)
-    path = latest_checkpoint(exp_dir)
+    found = checkpoints_by_progress(exp_dir)
+    path = found[0] if found else None
     if path is None:
         raise FileNotFoundError(f"no readable checkpoint (epoch-E.pt / checkpoint-N.pt) in {exp_dir}")
     state = load_checkpoint(path, mmap=True)

@@ -8,7 +8,7 @@ import torch
 import asr.sysinfo
 import asr.train.step as step
 from asr.run_info import FILE, collect, main, table
-from asr.train.checkpoint import save_checkpoint
+from asr.checkpoint import save_checkpoint
 
 
 def _checkpoint(exp, amp="auto", finished=False, precision=None, batches=2279, epoch=4, done=457, per_epoch=606):
