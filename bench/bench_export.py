@@ -72,7 +72,7 @@ def random_demo_model(work: Path, samples: list):
                           {"vocab_size": 64})  # fmt: skip
     torch.manual_seed(0)
     model = build_model(OmegaConf.to_object(cfg)).eval()
-    from asr.export.frontend import training_fbank
+    from asr.data.audio import fbank as training_fbank
 
     with torch.no_grad():
         f = training_fbank(samples[0])  # (T, F)
@@ -102,7 +102,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from asr.decode.search import search
-    from asr.export.frontend import fbank_difference, read_audio, training_fbank
+    from asr.data.audio import fbank as training_fbank, read_audio
+    from asr.export.frontend import fbank_difference
     from asr.export.onnx import export_onnx, model_files
     from asr.export.sherpa import SAMPLE_RATE, decode_samples, make_recognizer
 

@@ -5,6 +5,8 @@
     asr-transcribe --exp-dir exp/demo --method modified_beam_search --beam 32 \
         --lm data/lm_bpe_64/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 1.5 \
         --lexicon data/lm_bpe_64/words.txt --word-lm data/lm_bpe_64/words_3gram.arpa a.wav
+    asr-transcribe --onnx exp/demo/onnx [--int8] --method modified_beam_search a.wav   # sherpa-onnx (asr-export)
+    asr-transcribe --jit exp/demo/onnx/jit.pt a.wav                                    # TorchScript (asr-export --jit)
 
 The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
 shallow fusion of prepare.sh stage 5's token n-gram, lexicon and word n-gram, modified beam search only.
@@ -19,51 +21,28 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import torch
-import torchaudio
-from lhotse import Fbank, FbankConfig
 
+import torch
+
+from asr.data.audio import AudioError, fbank, read_audio
 from asr.decode.config import METHODS, SearchConfig, check_search
 from asr.decode.inference import InferenceConfig, InferenceError, load_inference
 from asr.decode.search import search
 
-# LibriSpeech, and so every model trained by the recipes, is 16 kHz.
-SAMPLE_RATE = 16000
 PROG = "asr-transcribe"
-
-
-class AudioError(Exception):
-    """An input file that cannot be transcribed (missing, unreadable, empty, too short)."""
-
-
-def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono float32 samples of an audio file, resampled to `sample_rate`. Raises AudioError."""
-    if not path.is_file():
-        raise AudioError("no such file" if not path.exists() else "not a file")
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
-    except Exception as e:  # libsndfile's errors: unknown format, truncated file, ...
-        raise AudioError(f"cannot read audio ({e})") from e
-    if samples.shape[0] == 0:
-        raise AudioError("no samples")
-    mono = torch.from_numpy(samples.mean(axis=1))
-    if rate != sample_rate:
-        mono = torchaudio.functional.resample(mono, rate, sample_rate)
-    return mono.numpy()
-
-
-def features(samples: np.ndarray, num_bins: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """(T, F) log-mel fbank of the samples, as lhotse computes them for training."""
-    return torch.from_numpy(Fbank(FbankConfig(num_filters=num_bins)).extract(samples, sample_rate)).float()
+Transcriber = Callable[[np.ndarray], str]  # (n,) 16 kHz samples -> upper-cased text; raises AudioError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp-dir", required=True, type=Path, help="experiment directory of a training run")
+    p.add_argument("--exp-dir", type=Path, help="experiment directory of a training run (not with --onnx/--jit)")
+    p.add_argument("--onnx", type=Path, help="decode with sherpa-onnx from this asr-export directory instead")
+    p.add_argument("--int8", action="store_true", help="with --onnx: the *.int8.onnx models")
+    p.add_argument("--jit", type=Path, help="decode with this TorchScript jit.pt (asr-export --jit) instead")
     p.add_argument("--epoch", type=int, default=0, help="last epoch of the average (0: the newest)")
     p.add_argument("--avg", type=int, default=1, help="epoch checkpoints averaged")
     p.add_argument("--iter", type=int, default=0, help="average checkpoint-N.pt with N <= ITER instead")
@@ -87,42 +66,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@torch.inference_mode()
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
-    try:
-        check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
-                                  lm=args.lm, lexicon=args.lexicon, word_lm=args.word_lm))
-    except ValueError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return 2
+def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
+    """The checkpoint's model (asr.decode.inference) with our searches and LM fusion. Raises InferenceError."""
     cfg = InferenceConfig(
         exp_dir=str(args.exp_dir), epoch=args.epoch, avg=args.avg, iter=args.iter,
         use_averaged_model=args.use_averaged_model, checkpoint=args.checkpoint, bpe_model=args.bpe_model,
         device=args.device, lm=args.lm, lm_scale=args.lm_scale, lm_bonus=args.lm_bonus, lexicon=args.lexicon,
         word_lm=args.word_lm, word_lm_scale=args.word_lm_scale, word_lm_bonus=args.word_lm_bonus,
     )  # fmt: skip
+    inf = load_inference(cfg)
+
+    @torch.inference_mode()
+    def transcribe(samples: np.ndarray) -> str:
+        feats = fbank(samples, inf.num_features)  # (T, F)
+        x_lens = torch.tensor([feats.size(0)], dtype=torch.int64)
+        if int(inf.model.encoder.output_lengths(x_lens)[0]) < 1:
+            raise AudioError(f"too short ({feats.size(0)} feature frames)")
+        enc, enc_lens = inf.model.encode(feats.unsqueeze(0).to(inf.device), x_lens.to(inf.device))
+        hyp = search(inf.model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
+                     fusion=inf.fusion)
+        return inf.tokenizer.decode(hyp)[0].upper()
+
+    return transcribe
+
+
+def exported_transcriber(args: argparse.Namespace) -> Transcriber:
+    """sherpa-onnx on an asr-export directory (--onnx), or the TorchScript model (--jit). Raises ExportError or
+    FileNotFoundError."""
+    from asr.export.jit import JitTranscriber
+    from asr.export.onnx import ExportError
+    from asr.export.sherpa import SherpaTranscriber
+
+    if args.onnx:
+        try:
+            return SherpaTranscriber(args.onnx, args.method, int8=args.int8, num_threads=1, beam=args.beam)
+        except ExportError as e:  # checked before sherpa-onnx sees it (sherpa exits the process on bad metadata)
+            raise ValueError(str(e)) from e
+
+    jit = JitTranscriber(args.jit)
+    return lambda samples: jit(samples, args.method, args.beam)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Raises ValueError for a combination that cannot work."""
+    sources = [name for name, v in (("--exp-dir", args.exp_dir), ("--onnx", args.onnx), ("--jit", args.jit)) if v]
+    if len(sources) != 1:
+        raise ValueError(f"give exactly one of --exp-dir, --onnx, --jit (got {', '.join(sources) or 'none'})")
+    if args.int8 and not args.onnx:
+        raise ValueError("--int8 goes with --onnx")
+    if (args.onnx or args.jit) and (args.lm or args.lexicon or args.word_lm):
+        raise ValueError("LM fusion (--lm, --lexicon, --word-lm) needs the PyTorch model (--exp-dir)")
+    if args.onnx and args.method not in ("greedy", "modified_beam_search"):
+        raise ValueError(f"sherpa-onnx decodes with greedy or modified_beam_search, not {args.method}")
+    check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
+                              lm=args.lm, lexicon=args.lexicon, word_lm=args.word_lm))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
     try:
-        inf = load_inference(cfg)
-    except InferenceError as e:
+        _check_args(args)
+    except ValueError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
-    model, tokenizer, fusion, device, num_bins = inf.model, inf.tokenizer, inf.fusion, inf.device, inf.num_features
+    try:
+        transcribe = pytorch_transcriber(args) if args.exp_dir else exported_transcriber(args)
+    except (InferenceError, OSError, RuntimeError, ValueError) as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
 
     failed = 0
     for path in args.files:
         try:
-            feats = features(read_audio(path), num_bins)  # (T, F)
-            x_lens = torch.tensor([feats.size(0)], dtype=torch.int64)
-            if int(model.encoder.output_lengths(x_lens)[0]) < 1:
-                raise AudioError(f"too short ({feats.size(0)} feature frames)")
-            enc, enc_lens = model.encode(feats.unsqueeze(0).to(device), x_lens.to(device))
-            hyp = search(model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
-                         fusion=fusion)
-            text = tokenizer.decode(hyp)[0].upper()
+            text = transcribe(read_audio(path))
         except AudioError as e:
-            print(f"{PROG}: {path}: {e}", file=sys.stderr)
+            msg = str(e)
+            print(f"{PROG}: {msg if msg.startswith(str(path)) else f'{path}: {msg}'}", file=sys.stderr)
             failed += 1
             continue
         print(f"{path}\t{text}", flush=True)

@@ -62,7 +62,7 @@ int8 3.6 MB (0.28x; the subsampling convolutions stay float32). int8 with random
 on only 2 of 8 files (no confident margins); on the trained test model its WER is within 1.5 of fp32.
 
 Modules: `onnx` (export, int8, directory check), `modules` (the export-friendly views of the model), `jit`
-(TorchScript), `sherpa` (decoding with sherpa-onnx), `frontend` (audio and the two fbanks), `evaluate` (WER on test
+(TorchScript), `sherpa` (decoding with sherpa-onnx), `frontend` (sherpa-onnx's fbank beside ours), `evaluate` (WER on test
 folders), `cli` (asr-export).
 """
 

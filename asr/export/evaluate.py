@@ -37,7 +37,7 @@ def folder_utterances(folder: Path) -> list[tuple[str, Path, str]]:
 def evaluate(model_dir: Path, folders: list[Path], out_dir: Path, method: str = "greedy", int8: bool = False,
              num_threads: int = 1) -> dict[str, float]:
     """{test set: WER %} of sherpa-onnx on each folder; the result files go to `out_dir`."""
-    from asr.export.frontend import read_audio
+    from asr.data.audio import read_audio
     from asr.export.sherpa import decode_samples, make_recognizer
     from asr.metrics.wer import Result, write_results
 

@@ -1,44 +1,13 @@
-"""Audio in, features out, for the exported runtimes: our training fbank (lhotse) and sherpa-onnx's settings of the
-Kaldi-compatible fbank, to measure how far apart they are."""
+"""sherpa-onnx's front end beside ours: its settings of the Kaldi-compatible fbank, and how far training's fbank
+(asr.data.audio.fbank, lhotse) is from it. Audio reading for the runtimes is asr.data.audio.read_audio."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16000
-
-
-class AudioError(Exception):
-    """An input file that cannot be transcribed (missing, unreadable, empty)."""
-
-
-def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] of an audio file, resampled to `sample_rate`. Raises AudioError."""
-    import soundfile as sf
-    import torchaudio
-
-    if not path.is_file():
-        raise AudioError(f"{path}: " + ("no such file" if not path.exists() else "not a file"))
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
-    except Exception as e:  # libsndfile's errors: unknown format, truncated file, ...
-        raise AudioError(f"{path}: cannot read audio ({e})") from e
-    if samples.shape[0] == 0:
-        raise AudioError(f"{path}: no samples")
-    mono = torch.from_numpy(samples.mean(axis=1))
-    if rate != sample_rate:
-        mono = torchaudio.functional.resample(mono, rate, sample_rate)
-    return mono.numpy()
-
-
-def training_fbank(samples: np.ndarray, num_bins: int = 80, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """(T, F) log-mel fbank as training computes it (asr.data.features: lhotse's Fbank with its defaults)."""
-    from lhotse import Fbank, FbankConfig
-
-    return torch.from_numpy(Fbank(FbankConfig(num_filters=num_bins)).extract(samples, sample_rate)).float()
+from asr.data.audio import SAMPLE_RATE
+from asr.data.audio import fbank as training_fbank
 
 
 def kaldi_fbank(samples: np.ndarray, num_bins: int = 80, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

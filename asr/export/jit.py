@@ -172,9 +172,9 @@ class JitTranscriber:
     def __call__(self, samples, method: str = "greedy", beam: int = 4) -> str:
         """samples: (n,) float32 numpy array in [-1, 1] at 16 kHz."""
         from asr.decode.search import search
-        from asr.export.frontend import training_fbank
+        from asr.data.audio import fbank
 
-        feats = training_fbank(samples, self.num_features)  # (T, F)
+        feats = fbank(samples, self.num_features)  # (T, F)
         enc, enc_lens = self.model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)], dtype=torch.int64))
         hyp = search(self.model, enc, enc_lens, method, beam=beam)[0]
         return pieces_to_text([self.pieces[i] for i in hyp])
@@ -182,8 +182,8 @@ class JitTranscriber:
 
 def transcribe_files_jit(path: str | Path, paths: list[str | Path], method: str = "greedy", beam: int = 4) -> list[str]:
     """Text of each audio file decoded with jit.pt (see JitTranscriber). Raises FileNotFoundError (no jit.pt) and
-    asr.export.frontend.AudioError (unreadable audio)."""
-    from asr.export.frontend import read_audio
+    asr.data.audio.AudioError (unreadable audio)."""
+    from asr.data.audio import read_audio
 
     transcriber = JitTranscriber(path)
     return [transcriber(read_audio(Path(p)), method, beam) for p in paths]

@@ -77,9 +77,9 @@ class SherpaTranscriber:
 def transcribe_files(model_dir: str | Path, paths: list[str | Path], method: str = "greedy", int8: bool = False,
                      num_threads: int = 1, beam: int = 4) -> list[str]:
     """Text of each audio file (any rate and channel count: read, averaged, resampled by us), upper-cased and
-    whitespace-normalised like `asr-transcribe`'s output. Raises asr.export.frontend.AudioError for a file that
+    whitespace-normalised like `asr-transcribe`'s output. Raises asr.data.audio.AudioError for a file that
     cannot be read and ExportError for a directory sherpa-onnx cannot load."""
-    from asr.export.frontend import read_audio
+    from asr.data.audio import read_audio
 
     recognizer = make_recognizer(model_dir, method, int8, num_threads, beam)
     samples = [read_audio(Path(p)) for p in paths]

@@ -1,7 +1,7 @@
 """Fixtures of the decoding tests: the fake models of decode_fakes.py."""
 
 import pytest
-from decode_fakes import ScriptTransducer, TinyTransducer
+from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer
 
 
 @pytest.fixture

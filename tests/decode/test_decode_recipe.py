@@ -9,7 +9,7 @@ import soundfile as sf
 
 from asr.decode.transcribe import main as transcribe
 from asr.metrics.wer import Result, compute_wer
-from decode_fakes import make_exp_dir, tone
+from tests.decode.decode_fakes import make_exp_dir, tone
 
 DECODE = Path(__file__).resolve().parents[2] / "recipes" / "librispeech" / "decode.py"
 REFS = {"19-198-0000": "THE CAT SAT", "19-198-0001": "A DOG RAN IN THE PARK", "19-198-0002": "HELLO"}

@@ -14,7 +14,7 @@ from asr.checkpoint import CheckpointError, save_checkpoint
 from asr.decode.config import DecodeConfig, SearchConfig
 from asr.decode.inference import InferenceConfig, InferenceError, find_bpe_model, load_inference, load_model
 from asr.models import ConformerConfig, DecoderConfig, JoinerConfig, ModelConfig, build_model
-from decode_fakes import make_exp_dir
+from tests.decode.decode_fakes import make_exp_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,7 +135,7 @@ def test_load_inference(tmp_path: Path, monkeypatch):
 
 def _other_bpe(tmp_path: Path) -> Path:
     from asr.data.bpe import train_bpe
-    from decode_fakes import SENTENCES
+    from tests.decode.decode_fakes import SENTENCES
 
     return train_bpe(SENTENCES, tmp_path / "lang_other", vocab_size=25)
 

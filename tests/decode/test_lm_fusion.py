@@ -12,7 +12,7 @@ from asr.lm.fusion import LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
 from asr.lm.kneser_ney import train_kneser_ney
 from asr.lm.ngram import NgramLm, read_arpa, write_arpa
 
-from decode_fakes import TinyTransducer, exact_best
+from tests.decode.decode_fakes import TinyTransducer, exact_best
 
 V = 4  # the tiny model's labels 1..3; the LM's <s>/</s> is id 3 (the model may emit it; fusion must not)
 BOS = EOS = 3

@@ -7,7 +7,7 @@ from asr.decode.beam_search import beam_search
 from asr.decode.greedy import greedy_search_batch
 from asr.decode.modified_beam_search import modified_beam_search
 
-from decode_fakes import ScriptTransducer, TinyTransducer, exact_best
+from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer, exact_best
 
 # per-frame intended labels (0 = blank): the script model emits exactly these labels, in order, once each
 SCRIPTS = [

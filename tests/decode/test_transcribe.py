@@ -1,39 +1,12 @@
-"""asr-transcribe: audio reading, features as training computes them, and the CLI's handling of bad files."""
+"""asr-transcribe: the CLI's handling of bad files and options (audio reading and features: tests/data/test_audio.py)."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from lhotse import Fbank, FbankConfig, Recording
 
-from asr.decode.transcribe import AudioError, features, main, read_audio
-from decode_fakes import make_exp_dir, tone
-
-def test_resampling(tmp_path: Path):
-    sf.write(tmp_path / "a.wav", tone(1.0, 8000, channels=2), 8000)
-    samples = read_audio(tmp_path / "a.wav")
-    assert samples.dtype == np.float32 and samples.shape == (16000,)
-
-
-def test_features_match_lhotse_recording(tmp_path: Path):
-    """The features of a 16 kHz file are those lhotse computes for a cut of it (the training pipeline)."""
-    sf.write(tmp_path / "a.flac", tone(1.3, 16000), 16000)
-    ours = features(read_audio(tmp_path / "a.flac"), 80)
-    cut = Recording.from_file(tmp_path / "a.flac").to_cut()
-    theirs = torch.from_numpy(cut.compute_features(Fbank(FbankConfig(num_filters=80))))
-    assert ours.shape == theirs.shape == (130, 80)
-    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
-
-
-def test_unreadable(tmp_path: Path):
-    with pytest.raises(AudioError, match="no such file"):
-        read_audio(tmp_path / "missing.wav")
-    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
-    with pytest.raises(AudioError, match="cannot read"):
-        read_audio(tmp_path / "bad.wav")
-
+from asr.decode.transcribe import main
+from tests.decode.decode_fakes import make_exp_dir, tone
 
 @pytest.fixture
 def exp_dir(tmp_path: Path) -> Path:
@@ -75,7 +48,7 @@ def test_cli_shallow_fusion_spells_only_lexicon_words(exp_dir: Path, tmp_path: P
     """--lm/--lexicon/--word-lm: the files of prepare.sh stage 5; with the lexicon every output word is one of its."""
     from asr.data.tokenizer import Tokenizer
     from asr.lm.token_lm import train_token_lm
-    from decode_fakes import SENTENCES
+    from tests.decode.decode_fakes import SENTENCES
 
     lm = tmp_path / "lm" / "tokens_3gram.arpa"
     train_token_lm(SENTENCES, Tokenizer(tmp_path / "lang" / "bpe.model"), 3, lm, word_order=2)

@@ -9,7 +9,7 @@ import torch
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    from tone_asr import train_tiny
+    from tests.export.tone_asr import train_tiny
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -35,7 +35,7 @@ def exported(trained, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def samples(trained):
-    from asr.export.frontend import read_audio
+    from asr.data.audio import read_audio
 
     return [read_audio(p) for p in trained.wavs]
 
@@ -44,7 +44,7 @@ def samples(trained):
 def pytorch_hyps(trained, samples) -> dict[str, list[list[int]]]:
     """Token ids of our PyTorch searches on training's features, one utterance at a time."""
     from asr.decode.search import search
-    from asr.export.frontend import training_fbank
+    from asr.data.audio import fbank as training_fbank
 
     out = {"greedy": [], "modified_beam_search": []}
     with torch.inference_mode():

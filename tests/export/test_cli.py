@@ -1,7 +1,6 @@
 """asr-export on a training run's directory: the files, the refusals with exit status 2."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 

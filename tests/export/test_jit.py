@@ -10,7 +10,7 @@ from asr.export.jit import JitAdapter, load_jit, transcribe_files_jit
 
 
 def test_scripted_greedy_equals_pytorch(trained, exported, samples, pytorch_hyps):
-    from asr.export.frontend import training_fbank
+    from asr.data.audio import fbank as training_fbank
 
     module, pieces = load_jit(exported / "jit.pt")
     assert pieces[0] == "<blk>" and len(pieces) == trained.model.vocab_size
@@ -24,7 +24,7 @@ def test_scripted_greedy_equals_pytorch(trained, exported, samples, pytorch_hyps
 
 def test_our_searches_on_jit_equal_pytorch(trained, exported, samples, pytorch_hyps):
     from asr.decode.search import search
-    from asr.export.frontend import training_fbank
+    from asr.data.audio import fbank as training_fbank
 
     model = JitAdapter(load_jit(exported / "jit.pt")[0])
     with torch.inference_mode():
