@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from asr.data.batch import Batch
 from asr.models import ModelConfig, build_model
 from asr.train.scaled_adam import ScaledAdam
 from asr.train.step import compute_batch_loss, cpu_has_native_bf16, resolve_amp
@@ -134,10 +135,11 @@ def main() -> None:
     def step(batch: tuple, label: str, model: torch.nn.Module, amp: str) -> tuple[float, float]:
         """(whole step s, optimiser step s)"""
         x, x_lens, y, y_lens = (t.to(device) for t in batch)
+        ids = [str(i) for i in range(x.size(0))]
         sync()
         start = time.perf_counter()
         res = compute_batch_loss(
-            model, x, x_lens, y, y_lens, [str(i) for i in range(x.size(0))], prune_range=5, am_scale=0.0,
+            model, Batch(x, x_lens, y, y_lens, cut_ids=ids, texts=[""] * len(ids)), prune_range=5, am_scale=0.0,
             lm_scale=0.25, simple_scale=0.5, pruned_scale=1.0, frames_fn=model.encoder.output_lengths,
             device=device, amp=amp,
         )  # fmt: skip

@@ -36,7 +36,7 @@ if [ ! -x "$V/bin/python" ]; then
 fi
 
 # 2. The package and its pinned dependencies; re-run only when pyproject.toml changed.
-extra=""; [ "$WITH_TEST" = 1 ] && extra="[test]"
+extra=""; [ "$WITH_TEST" = 1 ] && extra="[test,export]"
 stamp="$V/.asr-install-$(sha1sum pyproject.toml | cut -c1-12)${extra:+-test}"
 if [ ! -f "$stamp" ]; then
   log "installing asr${extra} (editable) and its dependencies"

@@ -1,13 +1,18 @@
 """asr.data: lhotse glue of the recipes.
 
 Modules:
-    config     DataConfig (the Hydra schema of conf/data/*.yaml)
-    tokenizer  Tokenizer: the sentencepiece BPE model (<blk> = 0)
-    module     AsrDataModule (train/valid/test dataloaders), batch_to_model_inputs, CutFilter
-    prepare    manifests of a LibriSpeech-layout corpus, bad input skipped and counted (prepare.sh stage 1)
-    features   fbank with speed perturbation, MUSAN windows (prepare.sh stages 2, 3)
-    bpe        sentencepiece training (prepare.sh stage 4)
-    text       LibriSpeech-style transcript normalisation
+    config        DataConfig (the Hydra schema of conf/data/*.yaml)
+    tokenizer     Tokenizer: the sentencepiece BPE model (<blk> = 0)
+    batch         Batch (features, lengths, tokens, cut ids, texts), lhotse_to_batch, ToBatch
+    loaders       AsrDataModule: train/valid/test DataLoaders over cut manifests, yielding Batch
+    filters       CutFilter (duration, alphabet, tokens vs the encoder's frames), FilteredCuts
+    seeding       SeededBatches, seed_worker: augmentation that a resumed epoch repeats exactly
+    audio_folder  audio_folder_cuts: decoding inputs from a folder of audio files
+    prepare       manifests of a LibriSpeech-layout corpus, bad input skipped and counted (prepare.sh stage 1);
+                  manifest_name, the file names of every manifest
+    features      fbank with speed perturbation, MUSAN windows (prepare.sh stages 2, 3)
+    bpe           sentencepiece training (prepare.sh stage 4)
+    text          LibriSpeech-style transcript normalisation
 
 The names below are imported lazily: `import asr.data` alone does not load lhotse.
 """
@@ -17,9 +22,10 @@ from importlib import import_module
 _EXPORTS = {
     "DataConfig": "asr.data.config",
     "Tokenizer": "asr.data.tokenizer",
-    "AsrDataModule": "asr.data.module",
-    "batch_to_model_inputs": "asr.data.module",
-    "CutFilter": "asr.data.module",
+    "Batch": "asr.data.batch",
+    "lhotse_to_batch": "asr.data.batch",
+    "AsrDataModule": "asr.data.loaders",
+    "CutFilter": "asr.data.filters",
 }
 __all__ = list(_EXPORTS)
 

@@ -26,13 +26,13 @@ from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, load_manifest
 from lhotse.qa import validate
 from tqdm import tqdm
 
-from asr.data.prepare import PREFIX, SkipCounter
+from asr.data.prepare import PREFIX, SkipCounter, manifest_name
 
 log = logging.getLogger(__name__)
 
 SPEED_FACTORS = (0.9, 1.1)  # icefall's speed perturbation: 3x the training data
 CHUNK_CUTS = 200  # cuts per storage file (the unit of resumption and of parallel work)
-TRAIN_ALL = f"{PREFIX}_cuts_train-all-shuf.jsonl.gz"
+TRAIN_ALL = manifest_name("cuts", "train-all-shuf")
 SHUFFLE_SEED = 42
 MUSAN_WINDOW = 10.0  # MUSAN recordings cut into 10 s windows, windows under 5 s dropped (icefall)
 MUSAN_MIN = 5.0
@@ -101,8 +101,8 @@ def compute_features(cuts: CutSet, out_dir: Path, name: str, num_jobs: int = 1, 
 
 def subset_cuts(manifest_dir: Path, subset: str, speed_perturb: bool) -> CutSet:
     """Cuts of a subset from its recording/supervision manifests, plus speed-perturbed copies when asked."""
-    recs = load_manifest(manifest_dir / f"{PREFIX}_recordings_{subset}.jsonl.gz")
-    sups = load_manifest(manifest_dir / f"{PREFIX}_supervisions_{subset}.jsonl.gz")
+    recs = load_manifest(manifest_dir / manifest_name("recordings", subset))
+    sups = load_manifest(manifest_dir / manifest_name("supervisions", subset))
     cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
     # A LibriSpeech cut is one utterance: name it like its supervision (lhotse appends a running index).
     cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) if len(c.supervisions) == 1 else c for c in cuts)
@@ -124,7 +124,7 @@ def compute_subset(manifest_dir: Path, out_dir: Path, subset: str, num_jobs: int
 
     Training subsets get the speed-perturbed copies unless `perturb_speed` is False.
     """
-    out_path = out_dir / f"{PREFIX}_cuts_{subset}.jsonl.gz"
+    out_path = out_dir / manifest_name("cuts", subset)
     if out_path.exists():
         log.info("%s: features already computed", subset)
         return Counter()
@@ -140,7 +140,7 @@ def combine_train(out_dir: Path, subsets: list[str], seed: int = SHUFFLE_SEED) -
     """Shuffle the lines of every training subset's cuts into one file (icefall's `train-all-shuf`)."""
     lines: list[bytes] = []
     for subset in subsets:
-        with gzip.open(out_dir / f"{PREFIX}_cuts_{subset}.jsonl.gz") as f:
+        with gzip.open(out_dir / manifest_name("cuts", subset)) as f:
             lines.extend(line if line.endswith(b"\n") else line + b"\n" for line in f if line.strip())
     random.Random(seed).shuffle(lines)
     path = out_dir / TRAIN_ALL

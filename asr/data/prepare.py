@@ -26,8 +26,15 @@ log = logging.getLogger(__name__)
 #: LibriSpeech's subsets, in the order they are listed.
 LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
                        "train-other-500")
-PREFIX = "librispeech"
+PREFIX = "librispeech"  # every manifest of the recipe is named manifest_name(kind, subset)
 MAX_WARNINGS = 20  # per reason and subset; the rest only counted
+
+
+
+def manifest_name(kind: str, subset: str) -> str:
+    """File name of a manifest: `kind` "recordings", "supervisions" (stage 1) or "cuts" (stage 2, the loaders)."""
+    return f"{PREFIX}_{kind}_{subset}.jsonl.gz"
+
 
 NO_AUDIO = "transcript line with no audio"
 NO_TRANSCRIPT = "audio with no transcript line"
@@ -127,8 +134,8 @@ def prepare_librispeech_manifests(corpus_dir: Path, out_dir: Path, subsets: list
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {}
     for subset in subsets:
-        rec_path = out_dir / f"{PREFIX}_recordings_{subset}.jsonl.gz"
-        sup_path = out_dir / f"{PREFIX}_supervisions_{subset}.jsonl.gz"
+        rec_path = out_dir / manifest_name("recordings", subset)
+        sup_path = out_dir / manifest_name("supervisions", subset)
         skip_path = out_dir / f"{PREFIX}_skipped_{subset}.json"
         if rec_path.exists() and sup_path.exists() and skip_path.exists():
             log.info("%s: manifests already made", subset)

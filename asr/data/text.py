@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-#: The characters a LibriSpeech transcript may hold.
-LIBRISPEECH_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")
-
 _ABBREVIATIONS = {"Mr.": "Mister", "Mrs.": "Missus", "Dr.": "Doctor", "St.": "Saint", "Messrs.": "Messieurs"}
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u201c": '"', "\u201d": '"'})
 
@@ -40,8 +37,3 @@ def spoken_form(text: str) -> str:
     text = re.sub(r"[-_/]+", " ", text)
     text = re.sub(r"[^A-Za-z',.;:?! ]", " ", text)
     return " ".join(text.split())
-
-
-def out_of_alphabet(text: str, alphabet: frozenset[str] = LIBRISPEECH_ALPHABET) -> set[str]:
-    """Characters of `text` outside `alphabet` (empty when the text is clean)."""
-    return set(text) - alphabet

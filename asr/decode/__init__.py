@@ -1,7 +1,17 @@
-"""asr.decode: greedy, beam and modified beam search of a transducer; loading a model from an experiment directory
-(asr.decode.loading); decoding test sets (asr.decode.runner); the `asr-transcribe` command (asr.decode.transcribe).
+"""asr.decode: greedy, beam and modified beam search of a transducer, and the ways into decoding.
 
-Kept light on purpose: asr.config imports asr.decode.config, so this package does not import the training code.
+Modules:
+    config                DecodeConfig (conf/decode.yaml), SearchConfig (conf/decode/*.yaml), check_search
+    search                one entry to the three searches, by name
+    greedy, beam_search, modified_beam_search   the searches
+    search_common         what the searches share: input checks, length order, decoder output of contexts
+    inference             the one library entry for inference: InferenceConfig -> load_inference -> model,
+                          tokenizer (one rule for the BPE model), LM fusion, description
+    runner                decoding test sets (decode_batches, decode_test_sets, wer_table): recipes' decode.py
+    transcribe            the `asr-transcribe` command
+
+Checkpoints are chosen, averaged and loaded (weights only) by asr.checkpoint. Kept light on purpose: asr.config
+imports asr.decode.config, and neither this package nor asr.decode.inference imports the training code (asr.train).
 """
 
 from asr.decode.beam_search import beam_search

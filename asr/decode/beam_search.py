@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from asr.decode.greedy import decoder_out_for
+from asr.decode.search_common import decoder_out_for
 
 
 def _add(hyps: dict[tuple[int, ...], float], ys: tuple[int, ...], log_prob: float) -> None:

@@ -55,7 +55,8 @@ class DecodeConfig:
     test_sets: list[str] = field(default_factory=list)
     # LibriSpeech-layout folders (speaker/chapter/*.flac + *.trans.txt), decoded from their audio, named by folder.
     test_dirs: list[str] = field(default_factory=list)
-    # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint).
+    # Overrides of the training data config where decoding runs elsewhere (empty: as saved in the checkpoint; the
+    # saved BPE model is looked up from the current directory, then from exp_dir upwards: asr.decode.inference).
     manifest_dir: str = ""
     bpe_model: str = ""
     # Compute fbank from the audio of the cuts instead of reading precomputed features.
@@ -67,14 +68,21 @@ class DecodeConfig:
     decode: SearchConfig = field(default_factory=SearchConfig)
 
 
+def check_search_settings(method: str, beam: int = 4, max_sym_per_frame: int = 1, fusion: bool = False) -> None:
+    """Raises a clear ValueError for an unknown method, a beam or max_sym_per_frame below 1, or shallow fusion (an
+    LM or lexicon) with another method than modified_beam_search. The one check of search settings: `check_search`
+    applies it to a config, asr.decode.search.search to its arguments."""
+    if method not in METHODS:
+        raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
+    if max_sym_per_frame < 1:
+        raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
+    if fusion and method != "modified_beam_search":
+        raise ValueError(f"an LM or lexicon (decode.lm, decode.lexicon, decode.word_lm) is only used by "
+                         f"modified_beam_search, not {method}")
+
+
 def check_search(cfg: SearchConfig) -> None:
-    """Raises a clear error for an unknown method or a beam / max_sym_per_frame below 1."""
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown decoding method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    if cfg.beam < 1:
-        raise ValueError(f"beam must be >= 1, got {cfg.beam}")
-    if cfg.max_sym_per_frame < 1:
-        raise ValueError(f"max_sym_per_frame must be >= 1, got {cfg.max_sym_per_frame}")
-    if (cfg.lm or cfg.lexicon) and cfg.method != "modified_beam_search":
-        raise ValueError(f"an LM or lexicon (decode.lm, decode.lexicon) is only used by modified_beam_search, "
-                         f"not {cfg.method}")
+    """`check_search_settings` of a SearchConfig (fusion: any of lm, lexicon, word_lm set)."""
+    check_search_settings(cfg.method, cfg.beam, cfg.max_sym_per_frame, bool(cfg.lm or cfg.lexicon or cfg.word_lm))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from asr.decode.greedy import active_counts, check_inputs, decoder_out_for, sort_by_length
+from asr.decode.search_common import active_counts, check_inputs, decoder_out_for, sort_by_length
 from asr.lm.fusion import FusionScorer
 
 # Two polynomial hashes modulo the Mersenne prime 2^31 - 1 identify a label sequence (with its length and last labels

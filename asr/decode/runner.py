@@ -1,5 +1,6 @@
-"""Decoding a whole test set: batches of features -> encoder -> search -> words, with timing for the real-time
-factor."""
+"""Decoding test sets: batches of features -> encoder -> search -> words, with timing for the real-time factor;
+the whole of recipes/librispeech/decode.py (`decode_test_sets`: load, decode each set, write the result files) and
+its table (`wer_table`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from asr.data.module import batch_to_model_inputs
+from asr.data.batch import Batch
+from asr.data.config import DataConfig
+from asr.data.loaders import AsrDataModule
 from asr.data.tokenizer import Tokenizer
+from asr.decode.config import DecodeConfig, check_search
+from asr.decode.inference import Inference, InferenceConfig, load_inference
 from asr.decode.search import search
 from asr.lm.fusion import FusionScorer
-from asr.metrics.wer import Result
+from asr.metrics.wer import ErrorStats, Result, write_results
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ class DecodedSet:
 @torch.inference_mode()
 def decode_batches(
     model: nn.Module,
-    batches: Iterable[dict],
+    batches: Iterable[Batch],
     tokenizer: Tokenizer,
     method: str,
     beam: int = 4,
@@ -51,7 +58,7 @@ def decode_batches(
 
     Args:
         model: the transducer, in eval mode, on `device`.
-        batches: lhotse K2SpeechRecognitionDataset batches (as asr.data.AsrDataModule makes them).
+        batches: the batches of asr.data.AsrDataModule's test loaders.
         tokenizer: the BPE model of training (token ids -> text).
         method, beam, max_sym_per_frame: the search (see asr.decode.search.search).
         log_every: batches between progress lines.
@@ -60,10 +67,7 @@ def decode_batches(
     results: list[Result] = []
     audio = elapsed = 0.0
     for i, batch in enumerate(batches):
-        x, x_lens, _, _, cut_ids = batch_to_model_inputs(batch, tokenizer)
-        texts = list(batch["supervisions"]["text"])
-        if len(cut_ids) != len(texts):
-            cut_ids = [f"batch{i}-utt{j}" for j in range(len(texts))]
+        x, x_lens, cut_ids, texts = batch.features, batch.feature_lens, batch.cut_ids, batch.texts
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
         hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame,
@@ -77,3 +81,80 @@ def decode_batches(
         if log_every and i % log_every == 0:
             log.info("batch %d, %d utterances decoded", i, len(results))
     return DecodedSet(results=results, audio_seconds=audio, elapsed_seconds=elapsed)
+
+
+@dataclass
+class SetResult:
+    """One decoded test set: its name, edit counts, utterances and real-time factor."""
+
+    name: str
+    stats: ErrorStats
+    utterances: int
+    rtf: float
+
+
+@dataclass
+class DecodeReport:
+    setting: str  # names the run in the result files, e.g. "greedy_epoch-30-avg-9"
+    out_dir: Path  # where the recogs, errs and wer-summary files are
+    sets: list[SetResult]
+
+
+def decode_data_config(cfg: DecodeConfig, train_config: dict, bpe_model: str | Path) -> DataConfig:
+    """The training run's data config with decoding's overrides (manifest_dir, test_sets, max_duration,
+    on_the_fly_feats) and the BPE model that inference found."""
+    data = OmegaConf.merge(OmegaConf.structured(DataConfig), train_config.get("data", {}))
+    if cfg.manifest_dir:
+        data.manifest_dir = cfg.manifest_dir
+    data.bpe_model = str(bpe_model)
+    if cfg.test_sets or cfg.test_dirs:  # test_dirs alone: only those
+        data.test_sets = list(cfg.test_sets)
+    data.max_duration = cfg.max_duration
+    data.on_the_fly_feats = data.on_the_fly_feats or cfg.on_the_fly_feats
+    return OmegaConf.to_object(data)
+
+
+def decode_test_sets(cfg: DecodeConfig, inference: Inference | None = None) -> DecodeReport:
+    """Decodes the test sets of a decoding config (conf/decode.yaml) and writes
+    <exp_dir>/<method>[_lm]/{recogs,errs,wer-summary}-<set>-<method>[_lm].txt for each.
+
+    Args:
+        cfg: the decoding config: weights, search, test sets (by name and as LibriSpeech-layout folders).
+        inference: an already loaded model (default: load_inference of the config).
+    Raises:
+        ValueError: bad search settings; InferenceError: nothing to decode with; FileNotFoundError: no test set.
+    """
+    check_search(cfg.decode)
+    inf = inference or load_inference(InferenceConfig.from_decode_config(cfg))
+    log.info("decoding with %s on %s, %s", inf.description, inf.device, cfg.decode)
+    module = AsrDataModule(decode_data_config(cfg, inf.train_config, inf.bpe_model), inf.tokenizer)
+    loaders = module.test_dataloaders()
+    for folder in cfg.test_dirs:
+        loaders[Path(folder).name] = module.test_dataloader_for(folder)
+    if not loaders:
+        raise FileNotFoundError(f"nothing to decode: no cuts for {module.cfg.test_sets} in {module.cfg.manifest_dir}, "
+                                f"no test_dirs")
+    method = cfg.decode.method if inf.fusion is None else f"{cfg.decode.method}_lm"  # fusion: beside, not over
+    setting = inf.setting(cfg.decode)
+    out_dir = Path(cfg.exp_dir) / method
+    sets = []
+    for name, loader in loaders.items():
+        decoded = decode_batches(inf.model, loader, inf.tokenizer, cfg.decode.method, beam=cfg.decode.beam,
+                                 max_sym_per_frame=cfg.decode.max_sym_per_frame, device=inf.device,
+                                 fusion=inf.fusion)  # fmt: skip
+        stats = write_results(out_dir, name, method, decoded.results, setting=setting)
+        log.info("%s: WER %.2f%% (%d utterances), RTF %.4f", name, stats.wer, len(decoded.results), decoded.rtf)
+        sets.append(SetResult(name, stats, len(decoded.results), decoded.rtf))
+    return DecodeReport(setting=setting, out_dir=out_dir, sets=sets)
+
+
+def wer_table(report: DecodeReport) -> str:
+    """The report as a table: one line per test set with WER, insertions, deletions, substitutions, reference
+    words, utterances and real-time factor, under a line naming the setting and the result folder."""
+    lines = [f"{report.setting}  (results in {report.out_dir})",
+             f"{'test set':<20} {'WER %':>7} {'ins':>6} {'del':>6} {'sub':>6} {'words':>8} {'utts':>6} {'RTF':>8}"]
+    for r in report.sets:
+        s = r.stats
+        lines.append(f"{r.name:<20} {s.wer:>7.2f} {s.insertions:>6} {s.deletions:>6} {s.substitutions:>6} "
+                     f"{s.ref_words:>8} {r.utterances:>6} {r.rtf:>8.4f}")
+    return "\n".join(lines)

@@ -1,13 +1,14 @@
-"""One entry to the three search methods, by name."""
+"""One entry to the three search methods, by name, its settings checked as a config's are (check_search_settings)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from asr.decode.beam_search import beam_search
-from asr.decode.config import METHODS
-from asr.decode.greedy import check_inputs, greedy_search_batch
+from asr.decode.config import check_search_settings
+from asr.decode.greedy import greedy_search_batch
 from asr.decode.modified_beam_search import modified_beam_search
+from asr.decode.search_common import check_inputs
 from asr.lm.fusion import FusionScorer
 
 
@@ -33,15 +34,10 @@ def search(
     Returns:
         B lists of token ids, in the order of the batch.
     """
-    if fusion is not None and method != "modified_beam_search":
-        raise ValueError(f"an LM or lexicon is only used by modified_beam_search, not {method}")
+    check_search_settings(method, beam, max_sym_per_frame, fusion is not None)
     if method == "greedy":
         return greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame=max_sym_per_frame)
     if method == "modified_beam_search":
         return modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam, fusion=fusion)
-    if method == "beam_search":
-        check_inputs(encoder_out, encoder_out_lens)
-        return [
-            beam_search(model, encoder_out[i : i + 1, :n], beam=beam) for i, n in enumerate(encoder_out_lens.tolist())
-        ]
-    raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
+    check_inputs(encoder_out, encoder_out_lens)  # beam_search, one utterance at a time
+    return [beam_search(model, encoder_out[i : i + 1, :n], beam=beam) for i, n in enumerate(encoder_out_lens.tolist())]

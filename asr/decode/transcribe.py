@@ -27,11 +27,9 @@ import torch
 import torchaudio
 from lhotse import Fbank, FbankConfig
 
-from asr.data.tokenizer import Tokenizer
 from asr.decode.config import METHODS, SearchConfig, check_search
-from asr.decode.loading import load_model, resolve_device
+from asr.decode.inference import InferenceConfig, InferenceError, load_inference
 from asr.decode.search import search
-from asr.lm.token_lm import load_fusion
 
 # LibriSpeech, and so every model trained by the recipes, is 16 kHz.
 SAMPLE_RATE = 16000
@@ -63,20 +61,6 @@ def features(samples: np.ndarray, num_bins: int, sample_rate: int = SAMPLE_RATE)
     return torch.from_numpy(Fbank(FbankConfig(num_filters=num_bins)).extract(samples, sample_rate)).float()
 
 
-def _bpe_model(arg: str, train_config: dict, exp_dir: Path) -> Path:
-    """The BPE model: --bpe-model, else the training config's, looked up from the current directory and from the
-    experiment directory upwards (training ran in the recipe folder, with paths relative to it)."""
-    if arg:
-        return Path(arg)
-    rel = Path(train_config.get("data", {}).get("bpe_model", ""))
-    if rel.is_absolute() or rel.is_file():
-        return rel
-    for base in (exp_dir, *exp_dir.resolve().parents):
-        if (base / rel).is_file():
-            return base / rel
-    raise FileNotFoundError(f"BPE model {rel} of the training config not found; give --bpe-model")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp-dir", required=True, type=Path, help="experiment directory of a training run")
@@ -88,7 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--method", default="greedy", choices=METHODS)
     p.add_argument("--beam", type=int, default=4, help="beam of the beam searches")
     p.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy: most symbols per frame")
-    p.add_argument("--bpe-model", default="", help="default: the training config's, found from the exp dir")
+    p.add_argument("--bpe-model", default="", help="default: the training config's, found from the current directory "
+                   "or the exp dir upwards (asr.decode.inference)")
     d = SearchConfig()
     p.add_argument("--lm", default="", help="modified_beam_search: token n-gram ARPA for shallow fusion")
     p.add_argument("--lm-scale", type=float, default=d.lm_scale, help="weight of the token LM's log-probs")
@@ -106,28 +91,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
-    device = resolve_device(args.device)
     try:
         check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
-                                  lm=args.lm, lexicon=args.lexicon))
+                                  lm=args.lm, lexicon=args.lexicon, word_lm=args.word_lm))
     except ValueError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
+    cfg = InferenceConfig(
+        exp_dir=str(args.exp_dir), epoch=args.epoch, avg=args.avg, iter=args.iter,
+        use_averaged_model=args.use_averaged_model, checkpoint=args.checkpoint, bpe_model=args.bpe_model,
+        device=args.device, lm=args.lm, lm_scale=args.lm_scale, lm_bonus=args.lm_bonus, lexicon=args.lexicon,
+        word_lm=args.word_lm, word_lm_scale=args.word_lm_scale, word_lm_bonus=args.word_lm_bonus,
+    )  # fmt: skip
     try:
-        loaded = load_model(args.exp_dir, args.epoch, args.avg, args.iter, args.use_averaged_model,
-                            args.checkpoint, device)
-        tokenizer = Tokenizer(_bpe_model(args.bpe_model, loaded.train_config, args.exp_dir))
-    except (OSError, RuntimeError, ValueError) as e:
-        print(f"{PROG}: cannot load the model: {e}", file=sys.stderr)
+        inf = load_inference(cfg)
+    except InferenceError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
-    try:
-        fusion, _ = load_fusion(args.lm, args.lm_scale, args.lm_bonus, args.lexicon, tokenizer, args.word_lm,
-                                args.word_lm_scale, args.word_lm_bonus)
-    except (OSError, ValueError) as e:
-        print(f"{PROG}: cannot load the LM: {e}", file=sys.stderr)
-        return 2
-    model = loaded.model
-    num_bins = int(loaded.train_config["model"].get("encoder", {}).get("num_features", 80))
+    model, tokenizer, fusion, device, num_bins = inf.model, inf.tokenizer, inf.fusion, inf.device, inf.num_features
 
     failed = 0
     for path in args.files:

@@ -22,9 +22,9 @@ from typing import Protocol
 
 import numpy as np
 
+from asr.data.tokenizer import WORD_BOUNDARY  # sentencepiece's "▁" starts a piece that begins a word
 from asr.lm.ngram import NgramLm
 
-WORD_BOUNDARY = "\u2581"  # sentencepiece's "▁" starts a piece that begins a word
 
 
 class FusionScorer(Protocol):

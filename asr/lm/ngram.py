@@ -87,7 +87,8 @@ class NgramLm:
 
 
 # ------------------------------------------------------------------------------------------------------------- ARPA
-def _open(path: Path, mode: str):
+def open_text(path: str | Path, mode: str = "r"):
+    """A UTF-8 text file for reading ("r") or writing ("w"); a name ending in ".gz" is read or written gzipped."""
     if str(path).endswith(".gz"):
         return gzip.open(path, mode + "t", encoding="utf-8")
     return open(path, mode, encoding="utf-8")
@@ -119,7 +120,7 @@ def write_arpa(
             return "</s>"
         return symbols[i]
 
-    with _open(path, "w") as f:
+    with open_text(path, "w") as f:
         f.write("\\data\\\n")
         for n, (ids, _, _) in enumerate(ngrams, start=1):
             f.write(f"ngram {n}={len(ids) + (n == 1)}\n")
@@ -160,7 +161,7 @@ def read_arpa(path: str | Path, symbol_ids: dict[str, int], bos: int, eos: int, 
             raise ValueError(f"{path}:{lineno}: token {w!r} is not in the BPE model's vocabulary")
         return i
 
-    with _open(path, "r") as f:
+    with open_text(path, "r") as f:
         for lineno, line in enumerate(f, start=1):
             line = line.strip()
             if not line:

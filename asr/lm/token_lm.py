@@ -10,7 +10,6 @@ BPE model; a line that needs `<unk>` (a character the BPE model cannot spell) or
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import time
 from collections import Counter
@@ -21,8 +20,7 @@ import numpy as np
 
 from asr.data.tokenizer import Tokenizer
 from asr.lm.kneser_ney import train_kneser_ney
-from asr.lm.fusion import FusionScorer, LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
-from asr.lm.ngram import NgramLm, read_arpa, write_arpa
+from asr.lm.ngram import NgramLm, open_text, read_arpa, write_arpa
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +32,7 @@ def read_lines(paths: Iterable[Path], max_lines: int = 0) -> Iterator[str]:
     """Lines of text files (".gz" read compressed), at most `max_lines` in all when > 0."""
     n = 0
     for path in paths:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
+        with open_text(path) as f:
             for line in f:
                 if max_lines and n >= max_lines:
                     return
@@ -126,39 +123,6 @@ def load_word_lm(path: str | Path, words: list[str]) -> NgramLm:
         raise FileNotFoundError(f"no word LM at {path}: run recipes/librispeech/prepare.sh (stage 5) first")
     symbol_ids = {w: i + 2 for i, w in enumerate(words)}
     return read_arpa(path, symbol_ids, 1, 1, len(words) + 2)
-
-
-def load_fusion(lm_path: str, lm_scale: float, lm_bonus: float, lexicon_path: str, tokenizer: Tokenizer,
-                word_lm_path: str = "", word_lm_scale: float = 0.0,
-                word_lm_bonus: float = 0.0) -> tuple[FusionScorer | None, str]:
-    """The shallow-fusion scorer of a decoding config and a short name for result files, e.g.
-    "lm_tokens_6gram_scale_0.5_bonus_0.5_lexicon"; (None, "") when neither an LM nor a lexicon is given.
-    A word LM (`word_lm_path`, over the lexicon's words) needs the lexicon."""
-    scorers: list[FusionScorer] = []
-    names: list[str] = []
-    if lm_path:
-        scorers.append(NgramFusion(load_token_lm(lm_path, tokenizer), lm_scale, lm_bonus))
-        names.append(f"lm_{Path(lm_path).name.split('.')[0]}_scale_{lm_scale:g}_bonus_{lm_bonus:g}")
-    if lexicon_path:
-        path = Path(lexicon_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no lexicon at {path}: run recipes/librispeech/prepare.sh (stage 5) first")
-        words = [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
-        lexicon = LexiconFusion(words, pieces)
-        if word_lm_path:
-            word_lm = load_word_lm(word_lm_path, words)
-            scorers.append(WordNgramFusion(word_lm, lexicon, range(2, len(words) + 2), word_lm_scale, word_lm_bonus))
-            names.append(f"lexicon_{Path(word_lm_path).name.split('.')[0]}_scale_{word_lm_scale:g}"
-                         f"_bonus_{word_lm_bonus:g}")
-        else:
-            scorers.append(lexicon)
-            names.append("lexicon")
-    elif word_lm_path:
-        raise ValueError("a word LM (decode.word_lm) needs the lexicon it is over (decode.lexicon)")
-    if not scorers:
-        return None, ""
-    return (scorers[0] if len(scorers) == 1 else SumFusion(scorers)), "_".join(names)
 
 
 def main(argv: list[str] | None = None) -> None:

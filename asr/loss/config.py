@@ -1,4 +1,4 @@
-"""Structured config of the transducer losses and of their staging during training."""
+"""Structured config of the transducer losses and of their staging during training (asr.train.staging)."""
 
 from dataclasses import dataclass
 
@@ -20,5 +20,6 @@ class LossConfig:
     schedule: str = "ramp"
     # Steps before the pruned loss is fully on; icefall uses 2000 batches for 960 h at large batch sizes.
     warm_step: int = 2000
-    # k2's delay_penalty (0 disables): penalises late emission for streaming models.
+    # k2's delay_penalty (0 disables): penalises late emission for streaming models; the trainer passes it to both
+    # the simple and the pruned loss (icefall sets it for its streaming models; offline ones keep 0).
     delay_penalty: float = 0.0

@@ -13,13 +13,11 @@ from asr.loss.mutual_information import check_boundary, compute_dtype
 from asr.loss.rnnt import (
     REDUCTIONS,
     NodeLogProbs,
-    add_delay_penalty,
     check_lengths,
     check_rnnt_type,
     check_symbols,
     finish_logprobs,
-    mutual_information_recursion,
-    reduce_loss,
+    recursion_loss,
 )
 
 
@@ -215,8 +213,4 @@ def rnnt_loss_pruned(
         raise ValueError(f"reduction should be one of {REDUCTIONS}, got {reduction!r}")
     logits = logits.to(compute_dtype(logits.dtype))
     px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
-    px = add_delay_penalty(px, boundary, rnnt_type, delay_penalty)
-    out = mutual_information_recursion(px, py, boundary=boundary, return_grad=return_grad)
-    if return_grad:
-        return reduce_loss(out[0], reduction), out[1]
-    return reduce_loss(out, reduction)
+    return recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)

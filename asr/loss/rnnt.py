@@ -277,7 +277,10 @@ class NodeLogProbs(torch.autograd.Function):
         return grad, None, None
 
 
-def _recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad):
+def recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad):
+    """The loss of node log-probs px (B, U, T + 1) / py (B, U + 1, T): k2's delay penalty added to px, then the
+    mutual-information recursion, reduced; with return_grad also the occupations (px_grad, py_grad). Shared by the
+    simple, smoothed, full and pruned losses."""
     px = add_delay_penalty(px, boundary, rnnt_type, delay_penalty)
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction should be one of {REDUCTIONS}, got {reduction!r}")
@@ -317,7 +320,7 @@ def rnnt_loss_simple(
     """
     lm, am = _work(lm, am)
     px, py = get_rnnt_logprobs(lm, am, symbols, termination_symbol, boundary=boundary, rnnt_type=rnnt_type)
-    return _recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
 def rnnt_loss_smoothed(
@@ -341,7 +344,7 @@ def rnnt_loss_smoothed(
     px, py = get_rnnt_logprobs_smoothed(
         lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale, boundary=boundary, rnnt_type=rnnt_type
     )
-    return _recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
 def rnnt_loss(
@@ -363,4 +366,4 @@ def rnnt_loss(
     """
     (logits,) = _work(logits)
     px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, boundary=boundary, rnnt_type=rnnt_type)
-    return _recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+    return recursion_loss(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)

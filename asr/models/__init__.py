@@ -1,7 +1,7 @@
 """asr.models: Conformer encoder (with optional half-rate layers, asr.models.time_reduction), stateless decoder,
 joiner and the pruned RNN-T transducer."""
 
-from asr.models.conformer import Conformer, ConformerConfig, subsampled_lengths
+from asr.models.conformer import Conformer, ConformerConfig, EncoderFrames, subsampled_lengths
 from asr.models.decoder import Decoder, DecoderConfig
 from asr.models.joiner import Joiner, JoinerConfig
 from asr.models.transducer import ModelConfig, Transducer, build_model
@@ -11,6 +11,7 @@ __all__ = [
     "ConformerConfig",
     "Decoder",
     "DecoderConfig",
+    "EncoderFrames",
     "Joiner",
     "JoinerConfig",
     "ModelConfig",

@@ -89,6 +89,29 @@ def subsampled_lengths(x_lens: Tensor, factor: int = 4) -> Tensor:
     return out
 
 
+@dataclass(frozen=True)
+class EncoderFrames:
+    """The encoder's output length as a small picklable callable: (B,) input frames -> (B,) encoder frames.
+
+    The one source of encoder frame counts outside the module itself: the data filter (drops utterances with more
+    tokens than frames, in DataLoader workers, hence picklable) and the loss's frame counts use it. The half-rate
+    layers (asr.models.time_reduction) restore the frame rate, so only the subsampling changes the count.
+    """
+
+    subsampling_factor: int = 4
+
+    def __post_init__(self) -> None:
+        _subsampling_convs(self.subsampling_factor)  # an unknown factor fails here, not in a DataLoader worker
+
+    def __call__(self, x_lens: Tensor) -> Tensor:
+        """x_lens: (B,) input frames -> (B,) encoder frames (<= 0 for fewer than min_input_frames)."""
+        return subsampled_lengths(x_lens, self.subsampling_factor)
+
+    def of(self, num_frames: int) -> int:
+        """Encoder frames of one utterance of `num_frames` input frames."""
+        return int(self(torch.tensor([num_frames]))[0])
+
+
 def min_input_frames(factor: int = 4) -> int:
     """Fewest input frames that give one encoder frame: 7 for factor 4, 15 for 8."""
     frames = 1
@@ -347,6 +370,7 @@ class Conformer(nn.Module):
         self.d_model = d_model
         self.subsampling_factor = subsampling_factor
         self.min_input_frames = min_input_frames(subsampling_factor)
+        self.frames_fn = EncoderFrames(subsampling_factor)  # output_lengths, picklable without the module
         self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels, subsampling_factor)
         self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
@@ -378,8 +402,9 @@ class Conformer(nn.Module):
         )
 
     def output_lengths(self, x_lens: Tensor) -> Tensor:
-        """x_lens: (B,) input frames -> (B,) encoder frames (the trainer's and the data filter's frames_fn)."""
-        return subsampled_lengths(x_lens, self.subsampling_factor)
+        """x_lens: (B,) input frames -> (B,) encoder frames (the same as `self.frames_fn`, which the data filter and
+        the loss's frame counts use)."""
+        return self.frames_fn(x_lens)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """

@@ -3,37 +3,32 @@
 Entry: `asr.train.train(cfg)` with a composed conf/train.yaml (recipes/librispeech/train.py calls it); it runs as one
 process or under torchrun (RANK / WORLD_SIZE / LOCAL_RANK; NCCL on CUDA, gloo on CPU; multi-node via rendezvous).
 
-Modules:
+Modules (checkpoint files: asr.checkpoint; the device: asr.device):
     config        OptimConfig, TrainerConfig
     distributed   torchrun environment, process group, all-reduce helpers
     optim         Adam + Noam / Eden learning-rate schedules
-    step          one batch's loss under autocast, bad utterances dropped and reported
-    trainer       the loop: DDP, AMP, staged loss, clipping, logging, validation, checkpoints, resume
-    checkpoint    atomic save, integrity on load, discovery, pruning, averaging
+    step          one batch's loss under autocast (a Batch in, delay penalty passed on), bad utterances dropped
+    staging       the weights of the simple and pruned losses over warm_step ("switch", "ramp")
+    trainer       the loop: DDP, AMP, one loss method for training and validation, clipping, logging
+    state         TrainingState and what a checkpoint holds (incl. "precision"), saving, resume
+    stopping      StoppingRules: num_epochs, max_steps, max_minutes (time budget), the schedule's total
+    scaled_adam   ScaledAdam (icefall's optimiser; foreach and per-tensor paths)
     averaging     running model average (average_period)
-    resume        RNG states and the sampler position
+    resume        RNG states (as tensors) and the sampler position
     progress      console lines with ETA, tensorboard, log files
     run           builds model, data, optimiser from the config and runs the Trainer
 
-Experiment directory (trainer.exp_dir; only rank 0 writes):
-    config.yaml            the resolved config of the latest start
-    checkpoint-{step}.pt   every trainer.save_every_n batches (step = batches trained in all); last keep_last_k kept
-    epoch-{E}.pt           at the end of each epoch E (1-based), and where trainer.max_minutes or max_steps ends
-                           epoch E (partial: "epoch_finished" false); all kept
+Experiment directory (trainer.exp_dir; only rank 0 writes): the checkpoints checkpoint-{step}.pt and epoch-{E}.pt
+and config.yaml, named and laid out as asr.checkpoint describes, and
     tensorboard/           events: train/{loss,simple_loss,pruned_loss} per frame, train/lr, train/grad_norm,
                            train/frames_per_s, valid/{loss,simple_loss,pruned_loss} per frame
     log/log-train-{time}.txt   the console log of each start
 
-Each .pt is a dict: "model" (state_dict), "model_avg" (float64 state_dict or None), "optimizer", "scheduler",
-"grad_scaler", "sampler" ({"epoch", "batches_done", "epoch_finished", "lhotse": sampler state_dict to resume the
-epoch from}), "rng" ({"world_size", "states": one dict per rank}), "epoch", "batch_idx_train", "batches_per_epoch",
-"counters" (bad utterances, skipped batches, non-finite gradients), "train_seconds" (wall time of training so far),
-"config" (plain dict of the resolved config).
-
 Resume: re-running the same command loads the readable checkpoint with the most batches trained (a truncated file
-is skipped with a warning) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU, with or
+is skipped with a warning; a file refused as unsafe, one whose pickle would run code, stops the run with
+asr.checkpoint.UnsafeCheckpointError) and continues mid-epoch with no batch repeated or skipped. Bit-identical on CPU, with or
 without DataLoader workers: random augmentation is seeded per batch from (seed, epoch, rank, the batch's cut ids)
-(asr.data.module.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
+(asr.data.seeding.SeededBatches). Several nodes must see the same exp_dir (a shared file system), as in icefall;
 ranks that resume from different places stop with an error. A checkpoint from N ranks resumed on M != N restarts
 its epoch from the first batch, with a warning. A time budget (trainer.max_minutes) makes the batch count and the
 cool-down depend on the machine's speed: such runs resume correctly but not bit-identically.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from asr.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 
@@ -37,12 +39,10 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     """The torch device of this process: "auto" is CUDA (GPU `local_rank`) when available, else CPU."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"trainer.device must be auto, cpu or cuda, got {device!r}")
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but CUDA is not available")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    dev = resolve_device(device, index=local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def setup_distributed(device: str = "auto", timeout_s: float = 0.0) -> DistInfo:

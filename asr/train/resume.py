@@ -15,19 +15,40 @@ import torch
 
 
 def capture_rng() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators."""
-    state = {
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators, as tensors and plain
+    containers (what checkpoints may hold: asr.checkpoint loads with weights_only=True).
+
+    Python: `random.getstate()`, a tuple of ints. NumPy: its legacy MT19937 state as a dict, the 624-word key as an
+    int64 tensor. torch: uint8 tensors.
+    """
+    algorithm, key, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "algorithm": str(algorithm),
+            "key": torch.from_numpy(key.astype(np.int64)),  # (624,) uint32 words
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
-    return state
+
+
+def _numpy_state(state: dict | tuple) -> tuple:
+    """np.random.set_state's tuple from capture_rng's dict, or the tuple as it is: checkpoints written before the
+    weights-only rule (asr.checkpoint) hold np.random.get_state() itself, with a NumPy array."""
+    if not isinstance(state, dict):
+        return tuple(state)
+    key = state["key"].numpy().astype(np.uint32)
+    return state["algorithm"], key, state["pos"], state["has_gauss"], state["cached_gaussian"]
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Sets the global generators to a state of `capture_rng` (or of an older checkpoint, see _numpy_state)."""
+    random.setstate(tuple(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,6 +1,5 @@
 """The library's training entry: builds everything a TrainConfig describes and runs the Trainer."""
 
-import functools
 import logging
 import os
 from pathlib import Path
@@ -30,10 +29,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Runs as one process, or under torchrun (one process per device, any number of nodes).
     Returns the last logged training statistics.
     """
-    from asr.data.module import AsrDataModule, batch_to_model_inputs
+    from asr.data.loaders import AsrDataModule
     from asr.data.tokenizer import Tokenizer
     from asr.loss import set_backend
-    from asr.models import build_model, subsampled_lengths
+    from asr.models import build_model
 
     obj = OmegaConf.to_object(cfg)  # typed dataclasses; raises on MISSING or mistyped fields
     tcfg = obj.trainer
@@ -61,9 +60,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_everything(tcfg.seed + dist.rank)  # different dropout masks on each rank
     optimizer, schedule = build_optimizer(model, obj.optim)
 
-    # encoder frames of an utterance (B,) -> (B,): a picklable function, not the model, for the data filter
-    frames_fn = functools.partial(subsampled_lengths, factor=obj.model.encoder.subsampling_factor)
-    data = AsrDataModule(obj.data, tokenizer, frames_fn=frames_fn)
+    # the filter of utterances with more tokens than encoder frames counts the model's frames (picklable callable)
+    data = AsrDataModule(obj.data, tokenizer, frames_fn=model.encoder.frames_fn)
 
     def make_train_loader(sampler_state):
         return data.train_dataloader(
@@ -78,9 +76,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss=obj.loss,
         dist=dist,
         make_train_loader=make_train_loader,
-        to_inputs=lambda batch: batch_to_model_inputs(batch, tokenizer),
         valid_loader=data.valid_dataloader(rank=dist.rank, world_size=dist.world_size),
-        frames_fn=frames_fn,
         clip_grad_norm=obj.optim.clip_grad_norm,
         config=OmegaConf.to_container(cfg, resolve=True),
     )

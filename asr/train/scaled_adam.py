@@ -173,7 +173,7 @@ class ScaledAdam(torch.optim.Optimizer):
         p.add_(delta).clamp_(-group["scalar_max"], group["scalar_max"])
 
     def _step_tensor(self, group: dict, p: torch.Tensor, grad: torch.Tensor, state: dict) -> None:
-        beta1, beta2 = group["betas"]
+        beta1 = group["betas"][0]
         step, period = state["step"], group["size_update_period"]
         delta = state["delta"]
         delta.mul_(beta1)
@@ -183,17 +183,12 @@ class ScaledAdam(torch.optim.Optimizer):
         scale_grads[step % period] = (p * grad).sum()
         if step % period == period - 1:
             state["param_rms"] = _rms(p)
-            beta2_period = beta2**period
-            scale_exp_avg_sq = state["scale_exp_avg_sq"]
-            scale_exp_avg_sq.mul_(beta2_period).add_(scale_grads.pow(2).mean(), alpha=1 - beta2_period)
-            bias_correction2 = 1 - beta2_period ** (step // period + 1)
-            denom = (scale_exp_avg_sq / bias_correction2).sqrt() + group["eps"]
-            # One scale step per period, of the size of `period` ordinary ones.
-            scale_step = -group["lr"] * group["scalar_lr_scale"] * scale_grads.sum() / denom
-            rms = state["param_rms"]  # tensors throughout: no host sync per parameter on a GPU
-            scale_step = torch.where(rms < group["param_min_rms"], scale_step.clamp(min=0.0), scale_step)  # grow
-            scale_step = torch.where(rms > group["param_max_rms"], scale_step.clamp(max=0.0), scale_step)  # shrink
-            delta.add_(p * scale_step.to(p.dtype), alpha=1 - beta1)
+            scale_step, scale_exp_avg_sq = _scale_step(
+                group, step, scale_grads.unsqueeze(0), state["scale_exp_avg_sq"].unsqueeze(0),
+                state["param_rms"].unsqueeze(0),
+            )  # fmt: skip
+            state["scale_exp_avg_sq"].copy_(scale_exp_avg_sq[0])
+            delta.add_(p * scale_step[0].to(p.dtype), alpha=1 - beta1)
 
         # The direction: Adam's, times the tensor's RMS.
         denom = self._adam_denominator(group, grad, state)
@@ -236,13 +231,7 @@ class ScaledAdam(torch.optim.Optimizer):
             rms = norms / numels.sqrt()
             scale_grads = torch.stack([s["scale_grads"] for s in states])  # (N, period)
             scale_exp_avg_sq = torch.stack([s["scale_exp_avg_sq"] for s in states])  # (N,)
-            beta2_period = beta2**period
-            scale_exp_avg_sq = scale_exp_avg_sq * beta2_period + scale_grads.pow(2).mean(1) * (1 - beta2_period)
-            bias_correction2 = 1 - beta2_period ** (step // period + 1)
-            denom = (scale_exp_avg_sq / bias_correction2).sqrt() + group["eps"]
-            scale_step = -lr * group["scalar_lr_scale"] * scale_grads.sum(1) / denom  # (N,)
-            scale_step = torch.where(rms < group["param_min_rms"], scale_step.clamp(min=0.0), scale_step)
-            scale_step = torch.where(rms > group["param_max_rms"], scale_step.clamp(max=0.0), scale_step)
+            scale_step, scale_exp_avg_sq = _scale_step(group, step, scale_grads, scale_exp_avg_sq, rms)  # (N,), (N,)
             for s, r, v in zip(states, rms.unbind(), scale_exp_avg_sq.unbind()):
                 s["param_rms"] = r
                 s["scale_exp_avg_sq"].copy_(v)
@@ -265,6 +254,33 @@ class ScaledAdam(torch.optim.Optimizer):
 
 
 _ONE = torch.ones(())
+
+
+def _scale_step(group: dict, step: int, scale_grads: torch.Tensor, scale_exp_avg_sq: torch.Tensor,
+                rms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The learnt scale's step of N tensors, taken once per size_update_period (at step % period == period - 1),
+    of the size of `period` ordinary ones: Adam on the log-scale, whose gradient is sum(p * grad); a tensor whose
+    RMS is below param_min_rms may only grow, above param_max_rms only shrink. Tensors throughout: no host sync.
+
+    Args:
+        group: the parameter group (lr, betas, eps, scalar_lr_scale, param_min_rms, param_max_rms, period).
+        step: the tensors' step count.
+        scale_grads: (N, period) sum(p * grad) of each of the period's steps.
+        scale_exp_avg_sq: (N,) the scale gradients' second moment so far.
+        rms: (N,) the tensors' RMS now.
+    Returns:
+        scale_step (N,), by which each tensor's log-scale moves (delta += (1 - beta1) * p * scale_step), and the
+        updated scale_exp_avg_sq (N,).
+    """
+    beta2, period = group["betas"][1], group["size_update_period"]
+    beta2_period = beta2**period
+    scale_exp_avg_sq = scale_exp_avg_sq * beta2_period + scale_grads.pow(2).mean(1) * (1 - beta2_period)
+    bias_correction2 = 1 - beta2_period ** (step // period + 1)
+    denom = (scale_exp_avg_sq / bias_correction2).sqrt() + group["eps"]
+    scale_step = -group["lr"] * group["scalar_lr_scale"] * scale_grads.sum(1) / denom  # (N,)
+    scale_step = torch.where(rms < group["param_min_rms"], scale_step.clamp(min=0.0), scale_step)  # grow
+    scale_step = torch.where(rms > group["param_max_rms"], scale_step.clamp(max=0.0), scale_step)  # shrink
+    return scale_step, scale_exp_avg_sq
 
 
 def _rms(p: torch.Tensor) -> torch.Tensor:

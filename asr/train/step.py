@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from asr.data.batch import Batch
+
 
 @dataclass
 class BatchLoss:
@@ -61,28 +63,26 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _forward(model, x, x_lens, y, y_lens, prune_range, am_scale, lm_scale, device, amp) -> tuple[Tensor, Tensor]:
+def _forward(model, x, x_lens, y, y_lens, prune_range, am_scale, lm_scale, delay_penalty, device,
+             amp) -> tuple[Tensor, Tensor]:
     with autocast_context(device, amp):
         simple, pruned = model(
             x=x, x_lens=x_lens, y=y, y_lens=y_lens, prune_range=prune_range,
-            am_scale=am_scale, lm_scale=lm_scale, reduction="none",
+            am_scale=am_scale, lm_scale=lm_scale, reduction="none", delay_penalty=delay_penalty,
         )  # fmt: skip
     return simple.float(), pruned.float()  # (B,), (B,)
 
 
 def compute_batch_loss(
     model: nn.Module,
-    x: Tensor,
-    x_lens: Tensor,
-    y: Tensor,
-    y_lens: Tensor,
-    cut_ids: list[str],
+    batch: Batch,
     *,
     prune_range: int,
     am_scale: float,
     lm_scale: float,
     simple_scale: float,
     pruned_scale: float,
+    delay_penalty: float = 0.0,
     frames_fn: Callable[[Tensor], Tensor],
     device: torch.device,
     amp: str = "none",
@@ -91,21 +91,14 @@ def compute_batch_loss(
 
     Args:
         model: a Transducer (or DDP around one): forward(x, x_lens, y, y_lens, prune_range, am_scale, lm_scale,
-            reduction) -> (simple (B,), pruned (B,)).
-        x: (B, T, F) features.
-        x_lens: (B,) frames of each utterance.
-        y: (B, U) int64 tokens, padded.
-        y_lens: (B,) tokens of each utterance.
-        cut_ids: B cut ids, for the log of dropped utterances.
-        frames_fn: encoder frames from input frames, (B,) -> (B,) (the encoder's subsampling).
+            reduction, delay_penalty) -> (simple (B,), pruned (B,)).
+        batch: features (B, T, F), feature_lens (B,), tokens (B, U), token_lens (B,), cut ids (for the log of
+            dropped utterances); on any device, the kept rows are moved to `device`.
+        delay_penalty: k2's penalty on late emission, passed to both losses (0 disables).
+        frames_fn: encoder frames from input frames, (B,) -> (B,) (the encoder's output_lengths).
     """
-    B = x.size(0)
-    if not (x_lens.shape == y_lens.shape == (B,) and y.size(0) == B and len(cut_ids) == B):
-        raise ValueError(
-            f"batch shapes disagree: x {tuple(x.shape)}, x_lens {tuple(x_lens.shape)}, y {tuple(y.shape)}, "
-            f"y_lens {tuple(y_lens.shape)}, {len(cut_ids)} cut ids"
-        )
-    enc_frames = frames_fn(x_lens.cpu())  # (B,)
+    x, y_lens = batch.features, batch.token_lens
+    enc_frames = frames_fn(batch.feature_lens.cpu())  # (B,)
     finite_feats = torch.isfinite(x).flatten(1).all(dim=1).cpu()  # (B,)
     keep = finite_feats & (y_lens.cpu() <= enc_frames) & (enc_frames > 0)  # (B,)
     result = None
@@ -113,11 +106,9 @@ def compute_batch_loss(
         if not bool(keep.any()):
             break
         idx = keep.nonzero().squeeze(1)
-        sub = idx.to(x.device)
-        xs, xl, ys, yl = x[sub], x_lens[sub], y[sub], y_lens[sub]
-        xs, xl, ys, yl = xs[:, : int(xl.max())], xl, ys[:, : max(int(yl.max()), 1)], yl
-        simple, pruned = _forward(model, xs.to(device), xl.to(device), ys.to(device), yl.to(device),
-                                  prune_range, am_scale, lm_scale, device, amp)  # fmt: skip
+        sub = batch.select(idx).to(device)
+        simple, pruned = _forward(model, sub.features, sub.feature_lens, sub.tokens, sub.token_lens, prune_range,
+                                  am_scale, lm_scale, delay_penalty, device, amp)  # fmt: skip
         finite = (torch.isfinite(simple) & torch.isfinite(pruned)).cpu()  # (b,)
         if bool(finite.all()):
             loss = (simple_scale * simple + pruned_scale * pruned).sum()
@@ -132,7 +123,7 @@ def compute_batch_loss(
         keep[idx[~finite]] = False
     if result is None:
         result = BatchLoss(loss=None)
-    result.bad_cut_ids = [cut_ids[i] for i in (~keep).nonzero().squeeze(1).tolist()]
+    result.bad_cut_ids = [batch.cut_ids[i] for i in (~keep).nonzero().squeeze(1).tolist()]
     return result
 
 
@@ -161,7 +152,7 @@ def zero_loss(
     was_training = model.training
     model.eval()
     try:
-        simple, pruned = _forward(model, x, x_lens, y, y_lens, prune_range, 0.0, 0.0, device, amp)
+        simple, pruned = _forward(model, x, x_lens, y, y_lens, prune_range, 0.0, 0.0, 0.0, device, amp)
     finally:
         model.train(was_training)
     return (simple.sum() + pruned.sum()) * 0.0

@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 
 SR = 16000
+MAX_DURATION = 6.0  # seconds of audio per batch of the data tests' AsrDataModule
 WORDS = ("THE QUICK BROWN FOX JUMPS OVER A LAZY DOG SHE SELLS SEA SHELLS BY THE SHORE HOW NOW BROWN COW "
          "PETER PIPER PICKED A PECK OF PICKLED PEPPERS I'LL GO THERE TOMORROW IF IT DOESN'T RAIN").split()
 

@@ -11,9 +11,10 @@ from lhotse import load_manifest
 
 from asr.data.config import DataConfig
 from asr.data.features import TRAIN_ALL, compute_musan
-from asr.data.module import AsrDataModule
+from asr.data.loaders import AsrDataModule
 from asr.data.prepare import main as prepare_main
 from asr.data.tokenizer import Tokenizer
+from asr.models import EncoderFrames
 
 
 def _wav(path, seconds, seed):
@@ -40,20 +41,18 @@ def test_musan_features_and_cutmix(tmp_path, prepared):
         cfg = DataConfig(manifest_dir=str(prepared / "fbank"), bpe_model=str(prepared / "lang" / "bpe.model"),
                          train_cuts=TRAIN_ALL, max_duration=6.0, num_buckets=2, num_workers=0, spec_aug=False,
                          enable_musan=True, musan_prob=1.0)
-        dm = AsrDataModule(cfg, Tokenizer(cfg.bpe_model))
+        dm = AsrDataModule(cfg, Tokenizer(cfg.bpe_model), frames_fn=EncoderFrames(4))
+        clean_cuts = {c.id: c for c in load_manifest(prepared / "fbank" / TRAIN_ALL)}
         batch = next(iter(dm.train_dataloader()))
-        cut = batch["supervisions"]["cut"][0]
-        row = batch["supervisions"]["sequence_idx"][0]
-        # with p = 1 every cut gets noise: a MixedCut whose features differ from the stored clean ones
-        assert type(cut).__name__ == "MixedCut"
-        clean = torch.from_numpy(cut.tracks[0].cut.load_features())
-        noisy = batch["inputs"][row, : batch["supervisions"]["num_frames"][0]]
+        # with p = 1 every cut gets noise (preserve_id keeps its id): features differ from the stored clean ones
+        clean = torch.from_numpy(clean_cuts[batch.cut_ids[0]].load_features())
+        noisy = batch.features[0, : batch.feature_lens[0]]
         assert noisy.shape[1] == 80
         assert not torch.allclose(noisy[: clean.shape[0]], clean[: noisy.shape[0]], atol=1e-3)
-        dm_clean = AsrDataModule(dataclasses.replace(cfg, enable_musan=False), dm.tokenizer)
+        dm_clean = AsrDataModule(dataclasses.replace(cfg, enable_musan=False), dm.tokenizer, frames_fn=dm.frames_fn)
         b2 = next(iter(dm_clean.train_dataloader()))
-        c2 = b2["supervisions"]["cut"][0]
-        r2 = b2["supervisions"]["sequence_idx"][0]
-        torch.testing.assert_close(b2["inputs"][r2, : c2.num_frames], torch.from_numpy(c2.load_features()))
+        c2 = clean_cuts[b2.cut_ids[0]]
+        assert int(b2.feature_lens[0]) == c2.num_frames
+        torch.testing.assert_close(b2.features[0, : c2.num_frames], torch.from_numpy(c2.load_features()))
     finally:
         (prepared / "fbank" / "musan_cuts.jsonl.gz").unlink()

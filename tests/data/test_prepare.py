@@ -13,7 +13,7 @@ from asr.data.features import TRAIN_ALL, compute_subset
 from asr.data.prepare import (BAD_AUDIO, EMPTY_AUDIO, NO_AUDIO, NO_TRANSCRIPT, NON_ASCII,
                               prepare_librispeech_manifests)
 
-from data_fixtures import make_corpus, write_utt
+from tests.data.data_fixtures import make_corpus, write_utt
 
 
 def test_manifests_match_the_corpus(tiny_corpus, prepared):

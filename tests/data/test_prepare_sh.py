@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from data_fixtures import make_corpus
+from tests.data.data_fixtures import make_corpus
 from lhotse import load_manifest
 
 from asr.data.tokenizer import Tokenizer

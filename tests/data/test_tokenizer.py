@@ -8,7 +8,7 @@ from asr.data.bpe import train_bpe
 from asr.data.text import normalize_transcript
 from asr.data.tokenizer import Tokenizer
 
-from data_fixtures import WORDS
+from tests.data.data_fixtures import WORDS
 
 
 def test_bpe_size_ids_and_round_trip(prepared):

@@ -144,7 +144,7 @@ def make_exp_dir(tmp_path: Path) -> Path:
     from asr.data.bpe import train_bpe
     from asr.data.tokenizer import Tokenizer
     from asr.models import ConformerConfig, DecoderConfig, JoinerConfig, ModelConfig, build_model
-    from asr.train.checkpoint import save_checkpoint
+    from asr.checkpoint import save_checkpoint
 
     bpe = train_bpe(SENTENCES, tmp_path / "lang", vocab_size=30)
     cfg = ModelConfig(

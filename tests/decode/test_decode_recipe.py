@@ -53,7 +53,8 @@ def test_decode_folder(tmp_path: Path, capsys, method: str):
 @pytest.mark.slow
 def test_decode_test_set_from_manifest(tmp_path: Path):
     """test_sets by name: cuts read from <manifest_dir>/librispeech_cuts_<set>.jsonl.gz (features on the fly)."""
-    from asr.data.module import PREFIX, audio_folder_cuts
+    from asr.data.audio_folder import audio_folder_cuts
+    from asr.data.prepare import manifest_name
 
     exp = make_exp_dir(tmp_path)
     chapter = tmp_path / "audio" / "19" / "198"
@@ -63,7 +64,7 @@ def test_decode_test_set_from_manifest(tmp_path: Path):
     (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in REFS.items()))
     manifests = tmp_path / "fbank"
     manifests.mkdir()
-    audio_folder_cuts(tmp_path / "audio").to_file(manifests / f"{PREFIX}test-mini.jsonl.gz")
+    audio_folder_cuts(tmp_path / "audio").to_file(manifests / manifest_name("cuts", "test-mini"))
 
     proc = subprocess.run(
         [sys.executable, str(DECODE), f"exp_dir={exp}", "test_sets=[test-mini,test-absent]", "device=cpu",

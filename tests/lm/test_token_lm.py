@@ -11,7 +11,16 @@ import pytest
 from asr.data.bpe import train_bpe
 from asr.data.tokenizer import Tokenizer
 from asr.lm.fusion import NgramFusion, SumFusion, WordNgramFusion
-from asr.lm.token_lm import load_fusion, load_token_lm, load_word_lm, main, train_token_lm
+from asr.decode.inference import InferenceConfig
+from asr.decode.inference import load_fusion as _load_fusion
+from asr.lm.token_lm import load_token_lm, load_word_lm, main, train_token_lm
+
+
+def load_fusion(lm, lm_scale, lm_bonus, lexicon, tokenizer, word_lm="", word_lm_scale=0.0, word_lm_bonus=0.0):
+    """asr.decode.inference.load_fusion of the fusion fields of an InferenceConfig (the files made here)."""
+    cfg = InferenceConfig(lm=lm, lm_scale=lm_scale, lm_bonus=lm_bonus, lexicon=lexicon, word_lm=word_lm,
+                          word_lm_scale=word_lm_scale, word_lm_bonus=word_lm_bonus)
+    return _load_fusion(cfg, tokenizer)
 
 TEXT = ["THE CAT SAT ON THE MAT", "THE DOG SAT ON THE LOG", "A CAT AND A DOG", "THE MAT AND THE LOG"] * 5
 

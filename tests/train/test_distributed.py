@@ -31,8 +31,8 @@ def test_two_ranks_match_one_process(tmp_path, python_exe):
     torchrun = str(Path(python_exe).parent / "torchrun")
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     _run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-          str(HERE / "tiny.py"), "--exp-dir", str(ddp), *ARGS])  # fmt: skip
-    _run([python_exe, str(HERE / "tiny.py"), "--exp-dir", str(single), *ARGS])
+          "-m", "tests.train.tiny", "--exp-dir", str(ddp), *ARGS])  # fmt: skip
+    _run([python_exe, "-m", "tests.train.tiny", "--exp-dir", str(single), *ARGS])
 
     p0, p1 = torch.load(ddp / "params-rank0.pt"), torch.load(ddp / "params-rank1.pt")
     ps = torch.load(single / "params-rank0.pt")

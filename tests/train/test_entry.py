@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,11 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests" / "data"))
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    from data_fixtures import make_corpus, prepare_corpus
+    from tests.data.data_fixtures import make_corpus, prepare_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     make_corpus(root, {"train-clean-100": 6, "dev-clean": 2})

@@ -16,7 +16,7 @@ SAVE_EVERY = 3  # tiny.py's default --save-every-n
 
 def _run(python_exe: str, exp_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [python_exe, str(HERE / "tiny.py"), "--exp-dir", str(exp_dir), *extra]
+    cmd = [python_exe, "-m", "tests.train.tiny", "--exp-dir", str(exp_dir), *extra]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

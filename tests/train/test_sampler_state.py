@@ -3,11 +3,11 @@ import warnings
 import pytest
 
 from asr.train.resume import sampler_state_at
-from tiny import lhotse_loader_factory, make_cuts
+from tests.train.tiny import lhotse_loader_factory, make_cuts
 
 
 def _ids(loader):
-    return [tuple(batch["supervisions"]["cut_ids"]) for batch in loader]
+    return [tuple(batch.cut_ids) for batch in loader]
 
 
 @pytest.mark.parametrize("world_size", [1, 2])

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from asr.data.batch import Batch
 from asr.models import subsampled_lengths
 from asr.train.step import compute_batch_loss
 
@@ -20,7 +21,7 @@ class PerUtteranceModel(nn.Module):
         self.poison = poison
         self.calls: list[int] = []
 
-    def forward(self, x, x_lens, y, y_lens, prune_range, am_scale, lm_scale, reduction="sum"):
+    def forward(self, x, x_lens, y, y_lens, prune_range, am_scale, lm_scale, reduction="sum", delay_penalty=0.0):
         assert reduction == "none"
         self.calls.append(x.size(0))
         mask = torch.arange(x.size(1))[None, :] < x_lens[:, None]  # (B, T)
@@ -40,8 +41,9 @@ def _batch():
 
 
 def _run(model, x, x_lens, y, y_lens, ids):
+    batch = Batch(features=x, feature_lens=x_lens, tokens=y, token_lens=y_lens, cut_ids=ids, texts=[""] * len(ids))
     return compute_batch_loss(
-        model, x, x_lens, y, y_lens, ids, prune_range=5, am_scale=0.0, lm_scale=0.25, simple_scale=0.5,
+        model, batch, prune_range=5, am_scale=0.0, lm_scale=0.25, simple_scale=0.5,
         pruned_scale=1.0, frames_fn=subsampled_lengths, device=torch.device("cpu"),
     )  # fmt: skip
 
@@ -94,7 +96,7 @@ def test_all_bad_batch_gives_no_loss():
 
 def test_zero_loss_reaches_every_parameter_with_zero_gradient():
     from asr.train.step import zero_loss
-    from tiny import NUM_FEATURES, tiny_model
+    from tests.train.tiny import NUM_FEATURES, tiny_model
 
     model = tiny_model(dropout=0.1)
     model.train()
@@ -107,14 +109,14 @@ def test_zero_loss_reaches_every_parameter_with_zero_gradient():
 
 
 def test_bf16_autocast_keeps_losses_float32_and_close():
-    from tiny import fixed_batches, make_cuts, tiny_model, to_inputs
+    from tests.train.tiny import fixed_batches, make_cuts, tiny_model
 
     model = tiny_model(dropout=0.0)
-    x, x_lens, y, y_lens, ids = to_inputs(fixed_batches(make_cuts(4), 0, 1)[0])
+    batch = fixed_batches(make_cuts(4), 0, 1)[0]
     out = {}
     for amp in ("none", "bf16"):
         res = compute_batch_loss(
-            model, x, x_lens, y, y_lens, ids, prune_range=3, am_scale=0.0, lm_scale=0.25, simple_scale=0.5,
+            model, batch, prune_range=3, am_scale=0.0, lm_scale=0.25, simple_scale=0.5,
             pruned_scale=1.0, frames_fn=subsampled_lengths, device=torch.device("cpu"), amp=amp,
         )  # fmt: skip
         assert res.loss.dtype == torch.float32

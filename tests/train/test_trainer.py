@@ -5,7 +5,9 @@ import logging
 import pytest
 import torch
 
-from tiny import SyntheticDataset, fixed_batches, make_cuts, make_trainer
+from asr.loss.config import LossConfig
+from asr.train.staging import loss_scales
+from tests.train.tiny import SyntheticDataset, fixed_batches, make_cuts, make_trainer
 
 
 def _finite(model) -> bool:
@@ -21,15 +23,15 @@ def test_bad_utterances_dropped_and_all_bad_batch_skipped(tmp_path, caplog):
     before = {k: v.clone() for k, v in trainer.raw_model.named_parameters()}
     with caplog.at_level(logging.WARNING, logger="asr.train"):
         trainer.fit()
-    assert trainer.counters["bad_utterances"] == 6
-    assert trainer.counters["skipped_batches"] == 1
-    assert trainer.batch_idx_train == 3
+    assert trainer.state.counters["bad_utterances"] == 6
+    assert trainer.state.counters["skipped_batches"] == 1
+    assert trainer.state.batch_idx_train == 3
     assert _finite(trainer.raw_model)
     assert any(not torch.equal(before[k], v) for k, v in trainer.raw_model.named_parameters())
     logged = caplog.text
     assert "dummy-mono-cut-0001" in logged and "dummy-mono-cut-0006" in logged and "skipped" in logged
     saved = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
-    assert saved["counters"]["bad_utterances"] == 6
+    assert saved["counters"]["bad_utterances"] == 6 and saved["precision"] == "none"  # the resolved trainer.amp
     assert all(bool(torch.isfinite(v).all()) for v in saved["model"].values() if v.is_floating_point())
 
 
@@ -45,9 +47,9 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path):
     second = make_trainer(tmp_path, batches, calls=calls, max_steps=3)
     with pytest.warns(UserWarning, match="checkpoint-2.pt"):
         second.fit()
-    assert second.batch_idx_train == 3
+    assert second.state.batch_idx_train == 3
     # resumed after batch 1: it trained batches 2 and 3 of the list, in order
-    assert [c["supervisions"]["cut_ids"] for c in calls] == [b["supervisions"]["cut_ids"] for b in batches[1:3]]
+    assert [c.cut_ids for c in calls] == [b.cut_ids for b in batches[1:3]]
 
 
 def test_max_steps_stop_validates_and_saves_the_partial_epoch_for_decoding(tmp_path):
@@ -56,7 +58,7 @@ def test_max_steps_stop_validates_and_saves_the_partial_epoch_for_decoding(tmp_p
     trainer.valid_loader = batches[:2]
     validated = []
     validate = trainer.validate
-    trainer.validate = lambda: validated.append(trainer.batch_idx_train) or validate()
+    trainer.validate = lambda: validated.append(trainer.state.batch_idx_train) or validate()
     trainer.fit()
     assert validated == [3]
     state = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
@@ -78,7 +80,7 @@ def test_validation_leaves_the_global_generators_as_it_found_them(tmp_path):
 class _RandomLoader:
     """A validation loader whose iterator draws from torch's global generator, as a DataLoader's does."""
 
-    def __init__(self, batches: list[dict]) -> None:
+    def __init__(self, batches: list) -> None:
         self.batches, self.draws = batches, 0
 
     def __iter__(self):
@@ -104,7 +106,7 @@ def test_cooldown_total_and_late_start_warning(tmp_path, caplog, fraction, epoch
         trainer.fit()
     assert ("cool-down starts late" in caplog.text) == warned
     if epochs > 1:
-        assert trainer.schedule.total_batches == trainer.batch_idx_train == 6
+        assert trainer.schedule.total_batches == trainer.state.batch_idx_train == 6
         assert trainer.schedule.get_last_lr()[0] == 0.0
 
 
@@ -118,21 +120,21 @@ def test_time_budget_stops_mid_epoch_saves_the_epoch_and_resumes(tmp_path, caplo
         trainer = make_trainer(tmp_path, batches, calls=calls, num_epochs=3, max_minutes=minutes, save_every_n=0)
         trainer.schedule.cooldown_fraction = 0.5
         now = [0.0]
-        trainer.clock = lambda: now[0]
-        inputs = trainer.to_inputs
+        trainer.stopping.clock = lambda: now[0]
+        step = trainer.train_step
 
-        def slow_inputs(batch):
+        def slow_step(batch):
             now[0] += 30.0
-            return inputs(batch)
+            return step(batch)
 
-        trainer.to_inputs = slow_inputs
+        trainer.train_step = slow_step
         return trainer
 
     first_calls: list = []
     first = budgeted(1.5, first_calls)
     with caplog.at_level(logging.INFO, logger="asr.train"):
         first.fit()
-    assert first.batch_idx_train == 3 and first.train_seconds == 90.0
+    assert first.state.batch_idx_train == 3 and first.state.train_seconds == 90.0
     assert "time budget of 1.5 min spent after 3 batches" in caplog.text
     assert first.schedule.get_last_lr()[0] == 0.0
     saved = torch.load(tmp_path / "epoch-1.pt", weights_only=False)
@@ -142,13 +144,36 @@ def test_time_budget_stops_mid_epoch_saves_the_epoch_and_resumes(tmp_path, caplo
     second_calls: list = []
     second = budgeted(2.5, second_calls)
     second.fit()
-    assert second.batch_idx_train == 5 and second.train_seconds == 150.0
-    assert [c["supervisions"]["cut_ids"] for c in second_calls] == [
-        b["supervisions"]["cut_ids"] for b in (batches[3], batches[0])
-    ]
+    assert second.state.batch_idx_train == 5 and second.state.train_seconds == 150.0
+    assert [c.cut_ids for c in second_calls] == [b.cut_ids for b in (batches[3], batches[0])]
     assert torch.load(tmp_path / "epoch-1.pt", weights_only=False)["sampler"]["epoch_finished"] is True
     assert torch.load(tmp_path / "epoch-2.pt", weights_only=False)["sampler"]["batches_done"] == 1
 
     third = budgeted(2.5, [])
     third.fit()
-    assert third.batch_idx_train == 5
+    assert third.state.batch_idx_train == 5
+
+
+def test_delay_penalty_reaches_both_losses_and_zero_is_the_plain_loss(tmp_path):
+    """loss.delay_penalty goes from the config through the Trainer to the simple and the pruned loss; 0 gives
+    exactly the loss of the model's forward without it."""
+    batch = fixed_batches(make_cuts(4), 0, 1)[0]
+
+    def trainer_loss(penalty: float):
+        cfg = LossConfig(prune_range=3, warm_step=2, delay_penalty=penalty)
+        trainer = make_trainer(tmp_path / str(penalty), [], loss=cfg)
+        return trainer, trainer.batch_loss(trainer.model, batch)
+
+    trainer, plain = trainer_loss(0.0)
+    assert plain.bad_cut_ids == [] and plain.utterances == len(batch)
+    simple_scale, pruned_scale = loss_scales(0, "ramp", 2, 0.5)
+    with torch.no_grad():
+        simple, pruned = trainer.model(x=batch.features, x_lens=batch.feature_lens, y=batch.tokens,
+                                       y_lens=batch.token_lens, prune_range=3, am_scale=0.0, lm_scale=0.25,
+                                       reduction="none")  # fmt: skip
+    assert float(plain.loss.detach()) == float((simple_scale * simple + pruned_scale * pruned).sum())
+    assert plain.simple == float(simple.sum()) and plain.pruned == float(pruned.sum())
+
+    _, penalised = trainer_loss(0.5)
+    assert penalised.simple != plain.simple and penalised.pruned != plain.pruned
+    assert float(penalised.loss.detach()) != float(plain.loss.detach())

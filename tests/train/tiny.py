@@ -1,15 +1,14 @@
 """A tiny training set-up for the tests of asr.train: a small real Transducer, synthetic cuts, a lhotse sampler.
 
-Also a script, run by the tests as a subprocess (alone or under torchrun):
-    python tests/train/tiny.py --exp-dir DIR [--loader lhotse|fixed] [--epochs N] [--kill-at K] ...
-With --kill-at K it SIGKILLs itself while fetching batch K (1-based over the run), as `kill -9` would.
+Also a script, run by the tests as a subprocess from the repository root (alone, or under torchrun with -m):
+    python -m tests.train.tiny --exp-dir DIR [--loader lhotse|fixed] [--epochs N] [--kill-at K] ...
+With --kill-at K it SIGKILLs itself as it starts training batch K (1-based over the run), as `kill -9` would.
 At the end it writes DIR/params-rank{R}.pt (the final parameters) and DIR/stats-rank{R}.pt (last logged stats).
 """
 
 import argparse
 import os
 import signal
-import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 from lhotse.testing.dummies import dummy_cut
 
+from asr.data.batch import Batch
 from asr.loss.config import LossConfig
 from asr.models import ModelConfig, build_model, subsampled_lengths
 from asr.models.conformer import ConformerConfig
@@ -69,7 +69,7 @@ def cut_index(cut_id: str) -> int:
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
-    """CutSet -> batch dict with features and tokens that are a function of the cut id.
+    """CutSet -> Batch with features and tokens that are a function of the cut id.
 
     A random gain per batch is drawn from the global torch generator, like SpecAugment in the main process, so
     resume must restore that generator. `nan_ids` get a NaN feature; `long_ids` get more tokens than frames.
@@ -78,7 +78,7 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __init__(self, nan_ids: frozenset[int] = frozenset(), long_ids: frozenset[int] = frozenset()):
         self.nan_ids, self.long_ids = nan_ids, long_ids
 
-    def __getitem__(self, cuts: CutSet) -> dict:
+    def __getitem__(self, cuts: CutSet) -> Batch:
         feats, tokens, ids = [], [], []
         for c in cuts:
             i = cut_index(c.id)
@@ -94,15 +94,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
         gain = 1.0 + 0.1 * torch.rand(1)  # global generator
         x_lens = torch.tensor([f.size(0) for f in feats])
         x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True) * gain  # (B, T, F)
-        return {"inputs": x, "supervisions": {"num_frames": x_lens, "tokens": tokens, "cut_ids": ids}}
-
-
-def to_inputs(batch: dict):
-    """batch -> (x (B, T, F), x_lens (B,), y (B, U) int64, y_lens (B,), cut ids)."""
-    sup = batch["supervisions"]
-    y_lens = torch.tensor([t.numel() for t in sup["tokens"]])
-    y = torch.nn.utils.rnn.pad_sequence(sup["tokens"], batch_first=True)  # (B, U)
-    return batch["inputs"], sup["num_frames"], y, y_lens, list(sup["cut_ids"])
+        y_lens = torch.tensor([t.numel() for t in tokens])
+        y = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True)  # (B, U)
+        return Batch(features=x, feature_lens=x_lens, tokens=y, token_lens=y_lens, cut_ids=ids, texts=[""] * len(ids))
 
 
 def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, max_duration: float = 1.5):
@@ -122,7 +116,7 @@ def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, m
 
 def fixed_batches(
     cuts: CutSet, rank: int, world_size: int, global_batch: int = 4, ds: SyntheticDataset | None = None
-) -> list[dict]:
+) -> list[Batch]:
     """The cuts in fixed global batches of `global_batch`; rank r gets every world_size-th cut of each."""
     all_cuts = list(cuts)
     ds = ds or SyntheticDataset()
@@ -134,8 +128,20 @@ def fixed_batches(
     return out
 
 
-def make_trainer(exp_dir, batches: list[dict], calls: list | None = None, **trainer_overrides):
-    """An in-process single-CPU Trainer over a fixed list of batches; `calls` collects the batches it fetches."""
+def counting(trainer, calls: list) -> None:
+    """Makes `trainer` append each batch it trains on to `calls`."""
+    step = trainer.train_step
+
+    def counted(batch: Batch):
+        calls.append(batch)
+        return step(batch)
+
+    trainer.train_step = counted
+
+
+def make_trainer(exp_dir, batches: list[Batch], calls: list | None = None, loss: LossConfig | None = None,
+                 **trainer_overrides):
+    """An in-process single-CPU Trainer over a fixed list of batches; `calls` collects the batches it trains on."""
     from asr.train.distributed import DistInfo
     from asr.train.optim import build_optimizer
     from asr.train.trainer import Trainer
@@ -145,18 +151,14 @@ def make_trainer(exp_dir, batches: list[dict], calls: list | None = None, **trai
     fields = dict(exp_dir=str(exp_dir), num_epochs=1, device="cpu", log_interval=1, valid_interval=0,
                   save_every_n=1, keep_last_k=5, average_period=0, tensorboard=False)  # fmt: skip
     fields.update(trainer_overrides)
-
-    def inputs(batch):
-        if calls is not None:
-            calls.append(batch)
-        return to_inputs(batch)
-
-    return Trainer(
+    trainer = Trainer(
         model=model, optimizer=optimizer, schedule=schedule, cfg=TrainerConfig(**fields),
-        loss=LossConfig(prune_range=3, warm_step=2), dist=DistInfo(0, 1, 0, torch.device("cpu")),
-        make_train_loader=lambda state: batches, to_inputs=inputs, valid_loader=None,
-        frames_fn=subsampled_lengths, clip_grad_norm=5.0, config={},
+        loss=loss or LossConfig(prune_range=3, warm_step=2), dist=DistInfo(0, 1, 0, torch.device("cpu")),
+        make_train_loader=lambda state: batches, valid_loader=None, clip_grad_norm=5.0, config={},
     )  # fmt: skip
+    if calls is not None:
+        counting(trainer, calls)
+    return trainer
 
 
 def main() -> None:
@@ -202,29 +204,30 @@ def main() -> None:
         batches = fixed_batches(cuts, dist.rank, dist.world_size, ds=SyntheticDataset(nan_ids=nan_ids))
         make_loader = lambda state: batches  # noqa: E731
 
-    calls = {"n": 0}
-
-    def inputs(batch):
-        calls["n"] += 1
-        if args.kill_at and calls["n"] == args.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return to_inputs(batch)
-
     valid = fixed_batches(make_cuts(8), dist.rank, dist.world_size, global_batch=4)
     trainer = Trainer(
         model=model, optimizer=optimizer, schedule=schedule, cfg=tcfg,
         loss=LossConfig(prune_range=3, schedule="ramp", warm_step=4), dist=dist, make_train_loader=make_loader,
-        to_inputs=inputs, valid_loader=valid, frames_fn=subsampled_lengths, clip_grad_norm=5.0,
-        config={"test": True},
+        valid_loader=valid, clip_grad_norm=5.0, config={"test": True},
     )  # fmt: skip
+    trained: list = []
+    counting(trainer, trained)
+    if args.kill_at:
+        step = trainer.train_step
+
+        def kill_at(batch: Batch):
+            if len(trained) + 1 == args.kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(batch)
+
+        trainer.train_step = kill_at
     stats = trainer.fit()
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     torch.save(params, Path(args.exp_dir) / f"params-rank{dist.rank}.pt")
-    torch.save({"stats": stats, "counters": trainer.counters, "batches": trainer.batch_idx_train},
+    torch.save({"stats": stats, "counters": trainer.state.counters, "batches": trainer.state.batch_idx_train},
                Path(args.exp_dir) / f"stats-rank{dist.rank}.pt")  # fmt: skip
     cleanup_distributed()
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     main()

@@ -1,8 +1,8 @@
-"""asr.loss.staging.loss_scales: the two schedules at known steps."""
+"""asr.train.staging.loss_scales: the two schedules at known steps."""
 
 import pytest
 
-from asr.loss.staging import loss_scales
+from asr.train.staging import loss_scales
 
 
 @pytest.mark.parametrize(
