@@ -117,7 +117,8 @@ class GradScaleGuard:
         scale = float(scaler.get_scale())
         verdict = Verdict()
         if self.stop_scale > 0 and scale < self.stop_scale:
-            where = f"; inf/nan first seen in: {', '.join(self.hooks.seen[:5])}" if self.hooks and self.hooks.seen else ""
+            seen = self.hooks.seen[:5] if self.hooks is not None else []
+            where = f"; inf/nan first seen in: {', '.join(seen)}" if seen else ""
             verdict.stop = True
             verdict.message = (
                 f"fp16 grad scale collapsed to {scale:.3g} at batch {batch_idx} (below trainer.fp16_stop_scale="
@@ -128,7 +129,8 @@ class GradScaleGuard:
         if self.warn_scale > 0 and scale < self.warn_scale:
             if self.hooks is None:
                 log.warning("fp16 guard: grad scale %.3g at batch %d is below trainer.fp16_warn_scale=%g: logging "
-                            "the modules that produce inf/nan from now on", scale, batch_idx, self.warn_scale)  # fmt: skip
+                            "the modules that produce inf/nan from now on", scale, batch_idx,
+                            self.warn_scale)  # fmt: skip
                 self.hooks = InfCheckHooks(self.model)
             if not self.diagnostic_saved:
                 self.diagnostic_saved = True

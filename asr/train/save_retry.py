@@ -7,7 +7,7 @@ error and carries on, and the next save point tries again (someone may have free
 `max_failures` consecutive failures the disk is not coming back and training stops with `CheckpointWriteError`:
 going on would only accumulate work that cannot be saved.
 
-Only rank 0 writes; `SaveRetry.outcome` shares its result so that every rank stops together.
+Only rank 0 writes; `SaveRetry.outcome` shares its result so that every rank goes on, or stops, together.
 """
 
 import errno
@@ -62,10 +62,16 @@ class SaveRetry:
     def exhausted(self) -> bool:
         return self.consecutive >= self.max_failures
 
-    def outcome(self, dist: DistInfo) -> bool:
-        """Whether training must stop (the writer's count, shared with every rank: a collective)."""
-        mine = torch.tensor([float(self.exhausted)], dtype=torch.float64)
-        return float(all_reduce_sum(mine, dist)[0]) > 0
+    def outcome(self, written: bool, dist: DistInfo) -> tuple[bool, bool]:
+        """(whether the file was written, whether training must stop) as the writer saw them, on every rank, so
+        that they all take the same path next (a collective).
+
+        Args:
+            written: what `attempt` returned on the writer; True on the other ranks.
+        """
+        mine = torch.tensor([float(not written), float(self.exhausted)], dtype=torch.float64)
+        failed, stop = (float(v) > 0 for v in all_reduce_sum(mine, dist))
+        return not failed, stop
 
     def error(self) -> CheckpointWriteError:
         return CheckpointWriteError(

@@ -1,11 +1,12 @@
 """SkipUnreadableCuts: a cut whose chunk of a lilcom archive is corrupt is dropped from its batch and named."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from lhotse import CutSet, LilcomChunkyWriter
+from lhotse import CutSet, LilcomChunkyWriter, load_manifest
 from lhotse.dataset import K2SpeechRecognitionDataset
 from lhotse.features import Features
 from lhotse.testing.dummies import dummy_cut, dummy_supervision
@@ -28,8 +29,9 @@ def _cuts_with_features(path, n=4) -> tuple[list, dict]:
 
 
 def _corrupt(cut) -> None:
-    """Overwrites the cut's chunk of the archive with garbage, as a bad sector or a bad copy would."""
-    offset, length = (int(v) for v in cut.features.storage_key.split(","))
+    """Overwrites the cut's chunks of the archive with garbage, as a bad sector or a bad copy would."""
+    offset, *sizes = (int(v) for v in cut.features.storage_key.split(","))  # lilcom_chunky: offset, chunk sizes
+    length = sum(sizes)
     with open(cut.features.storage_path, "r+b") as f:
         f.seek(offset)
         f.write(bytes([0xFF]) * length)
@@ -65,3 +67,28 @@ def test_all_cuts_unreadable_raises_naming_them(tmp_path):
         _corrupt(c)
     with pytest.raises(UnreadableBatchError, match=cuts[1].id):
         SkipUnreadableCuts(K2SpeechRecognitionDataset(return_cuts=True))[CutSet.from_cuts(cuts)]
+
+
+def test_train_loader_skips_and_names_a_corrupt_cut(module, prepared, tmp_path):
+    """The training loader over a manifest where one cut's features sit in a corrupt copy of its archive."""
+    import shutil
+    from dataclasses import replace
+
+    from asr.data.features import TRAIN_ALL
+    from asr.data.loaders import AsrDataModule
+
+    cuts = list(load_manifest(prepared / "fbank" / TRAIN_ALL))
+    bad = cuts[1]
+    copy = tmp_path / Path(bad.features.storage_path).name
+    shutil.copy(bad.features.storage_path, copy)
+    bad.features.storage_path = str(copy)
+    _corrupt(bad)
+    CutSet.from_cuts(cuts).to_file(tmp_path / "train.jsonl.gz")
+    cfg = replace(module.cfg, train_cuts=str(tmp_path / "train.jsonl.gz"), spec_aug=False)
+    loader = AsrDataModule(cfg, module.tokenizer, frames_fn=module.frames_fn).train_dataloader(seed=1)
+    seen, unreadable = [], []
+    for batch in loader:
+        seen += batch.cut_ids
+        unreadable += batch.unreadable_cut_ids
+    assert unreadable == [bad.id] and bad.id not in seen
+    assert len(seen) >= len(cuts) // 2  # the other cuts of its batch were trained on

@@ -24,12 +24,13 @@ def test_consecutive_failures_counted_reset_and_exhausted(caplog):
     with caplog.at_level(logging.ERROR, logger="asr.train"):
         assert not retry.attempt(_fail(errno.ENOSPC), "checkpoint-3.pt")
     assert "ENOSPC" in caplog.text and "checkpoint-3.pt" in caplog.text
-    assert not retry.exhausted and not retry.outcome(ONE)
+    assert not retry.exhausted and retry.outcome(False, ONE) == (False, False)
     assert retry.attempt(lambda: None, "checkpoint-6.pt")
+    assert retry.outcome(True, ONE) == (True, False)
     assert retry.consecutive == 0 and retry.total == 1
     assert not retry.attempt(_fail(errno.EIO), "a")
     assert not retry.attempt(_fail(errno.EIO), "b")
-    assert retry.exhausted and retry.outcome(ONE)
+    assert retry.exhausted and retry.outcome(False, ONE) == (False, True)
     with pytest.raises(CheckpointWriteError, match="2 consecutive.*EIO"):
         raise retry.error()
 
