@@ -74,3 +74,14 @@ def test_collapsing_grad_scale_saves_a_diagnostic_checkpoint_then_stops(tmp_path
     assert "fp16 guard: grad scale 0.25 at batch 2" in caplog.text and "inf/nan in the" in caplog.text
     # every overflowing step was skipped
     assert all(torch.equal(before[k], v) for k, v in trainer.raw_model.named_parameters())
+
+
+def test_unreadable_cuts_from_the_loader_are_counted_and_named(tmp_path, caplog):
+    batches = fixed_batches(make_cuts(12), 0, 1, global_batch=4)  # 3 batches
+    batches[1].unreadable_cut_ids = ["cut-on-a-bad-sector"]  # what asr.data.unreadable puts in a batch
+    trainer = make_trainer(tmp_path, batches, save_every_n=0)
+    with caplog.at_level(logging.WARNING, logger="asr.train"):
+        trainer.fit()
+    assert trainer.state.counters["unreadable_cuts"] == 1
+    assert "batch 2: 1 cut(s) skipped, their features cannot be loaded: ['cut-on-a-bad-sector']" in caplog.text
+    assert load_checkpoint(tmp_path / "epoch-1.pt")["counters"]["unreadable_cuts"] == 1
