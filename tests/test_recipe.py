@@ -5,8 +5,17 @@ user read (the token LM and lexicon included), that training lowers the training
 every set and method (shallow fusion included), and that the
 model really recognises speech: WER far below 100% on the (seen) training sentences. A few minutes of synthetic audio
 are too little to generalise to unseen sentences, so test-clean is only checked for being decoded.
+
+Precision: run.sh trains with trainer.amp=auto, so bf16 on a CPU with native bf16 and float32 elsewhere; the bounds
+hold in both. Check both on a bf16 machine with ASR_DISABLE_NATIVE_BF16=1 (tests/conftest.py). No time budget
+(trainer.max_minutes=0): under the demo's 20 minutes a slow or busy machine cooled the rate down early, or stopped
+before the last epoch. Seen WERs measured (greedy / modified beam / with the LM), AMD EPYC 2 cores (AVX512-BF16),
+OMP_NUM_THREADS=1: bf16 58.6 / 50.8 / 15.6%, float32 57.7 / 46.5 / 14.7% (loss 3.96 -> 0.16 in both); this test
+itself (OMP_NUM_THREADS=2): bf16 56.1 / 57.9 / 13.9%, float32 65.5 / 54.0 / 16.3%; another
+2-core CPU without AVX512, float32, under the 20-minute budget: greedy 68.7%. An untrained model: ~100%.
 """
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +27,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "recipes" / "librispeech" / "run.sh"
 EPOCHS = 60
-SEEN_WER_MAX = 60.0  # WER on the training sentences: ~39 after these 60 epochs (3 min); an untrained model ~100
+# WER on the training sentences after these 60 epochs (see above: 47-69% without the LM, ~15% with it, in both
+# precisions); an untrained model ~100%. Bounds well below that, with room for the spread between machines.
+SEEN_WER_MAX = {"greedy": 80.0, "modified_beam_search": 80.0, "modified_beam_search_lm": 45.0}
 
 # Sizes chosen so that the whole test takes a few minutes on 2 cores; the vocabulary is the demo's (64 units).
 TRAIN_ARGS = " ".join([
@@ -32,6 +43,7 @@ TRAIN_ARGS = " ".join([
     "optim.warmup_batches=100",
     "loss.warm_step=100",
     f"trainer.num_epochs={EPOCHS}",
+    "trainer.max_minutes=0",  # no time budget (the demo's is 20 min): the same batches and lr on a slow machine
     "trainer.log_interval=10",
     "trainer.save_every_n=0",
     "trainer.average_period=10",
@@ -70,7 +82,7 @@ def test_run_sh_tiny_end_to_end(tmp_path):
     assert (exp / f"epoch-{EPOCHS}.pt").is_file()
     losses = _train_losses(out)
     assert len(losses) >= 5, out[-2000:]
-    assert losses[-1] < 0.5 * losses[0], losses  # training learns
+    assert losses[-1] < 0.2 * losses[0], losses  # training learns: ~0.04 x in both precisions
     assert (exp / "loss.png").read_bytes()[:4] == b"\x89PNG"
     lm_dir = tmp_path / "data" / "lm_bpe_64"
     assert (lm_dir / "tokens_8gram.arpa").is_file() and (lm_dir / "words.txt").is_file()
@@ -79,7 +91,11 @@ def test_run_sh_tiny_end_to_end(tmp_path):
             for kind in ("recogs", "errs", "wer-summary"):
                 assert (exp / method / f"{kind}-{name}-{method}.txt").is_file(), (method, name, kind, out[-2000:])
         seen = _wer(exp / method / f"wer-summary-train-clean-100-{method}.txt")
-        assert seen <= SEEN_WER_MAX, (method, seen, out[-3000:])
+        assert seen <= SEEN_WER_MAX[method], (method, seen, out[-3000:])
         unseen = _wer(exp / method / f"wer-summary-test-clean-{method}.txt")
         assert 0.0 <= unseen <= 200.0, (method, unseen)
     assert "WER" in out  # the table printed at the end
+    info = json.loads((exp / "run_info.json").read_text())  # and what the training was: batches, precision, CPU
+    assert info["epochs"] == EPOCHS and info["batches"] >= EPOCHS, info  # (the bucketing sampler's epochs vary)
+    assert info["precision"] in ("bf16", "float32") and info["precision_reason"].startswith("auto: CPU ")
+    assert f"training: {info['batches']} batches, {EPOCHS} epochs" in out and "precision: " in out

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 import sentencepiece as spm
+
+from asr.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,10 @@ def train_transcripts(manifest_dir: Path, prefix: str = "librispeech") -> list[s
     files = sorted(manifest_dir.glob(f"{prefix}_supervisions_train*.jsonl.gz"))
     if not files:
         raise FileNotFoundError(f"no {prefix}_supervisions_train*.jsonl.gz in {manifest_dir} (run stage 1 first)")
-    return [s.text for f in files for s in load_manifest_lazy(f) if s.text]
+    texts = []
+    for f in files:
+        texts += [s.text for s in progress(load_manifest_lazy(f), desc=f"read {f.name}", unit="utt") if s.text]
+    return texts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,11 +65,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     texts = train_transcripts(args.manifests)
+    # sentencepiece trains in one call, with no progress of its own: a line before it says what it is doing
+    log.info("training a %d-unit %s BPE model on %d transcripts (%.1f M characters)...", args.vocab_size,
+             args.model_type, len(texts), sum(map(len, texts)) / 1e6)
+    t0 = time.time()
     try:
         path = train_bpe(texts, args.lang_dir, args.vocab_size, args.model_type)
     except ValueError as e:
         raise SystemExit(f"asr.data.bpe: {e}")
-    log.info("BPE model (%s, %d units) from %d transcripts: %s", args.model_type, args.vocab_size, len(texts), path)
+    log.info("BPE model (%s, %d units) from %d transcripts in %.0f s: %s", args.model_type, args.vocab_size,
+             len(texts), time.time() - t0, path)
 
 
 if __name__ == "__main__":

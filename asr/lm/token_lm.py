@@ -21,6 +21,7 @@ import numpy as np
 from asr.data.tokenizer import Tokenizer
 from asr.lm.kneser_ney import train_kneser_ney
 from asr.lm.ngram import NgramLm, open_text, read_arpa, write_arpa
+from asr.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def train_token_lm(lines: Iterable[str], tokenizer: Tokenizer, order: int, out: 
         if len(batch) >= 10000:
             flush()
     flush()
+    log.info("counting %d-grams of %d sentences and writing %s...", order, len(sentences), out.name)
     tables = train_kneser_ney(sentences, order, tokenizer.vocab_size, bos, eos, exclude=(tokenizer.blank_id,))
     symbols = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
     write_arpa(out, tables.ngrams, symbols, bos, eos, tables.bos_backoff)
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             lines = train_transcripts(args.manifests)
         else:
             raise ValueError("give --text FILE or --manifests DIR")
+        lines = progress(lines, desc="LM text", unit="line")  # reading and tokenising; counting follows
         stats = train_token_lm(lines, tokenizer, args.order, args.out, args.word_order)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"asr.lm.token_lm: {e}")

@@ -35,7 +35,14 @@ AMP_MODES = ("none", *_AUTOCAST_DTYPES, "auto")  # trainer.amp; resolve_amp turn
 
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bfloat16 GEMMs natively here (AVX512-BF16 or AMX): then they are about twice as fast as
-    float32 ones; elsewhere bfloat16 is emulated and slower than float32."""
+    float32 ones; elsewhere bfloat16 is emulated and slower than float32.
+
+    ASR_DISABLE_NATIVE_BF16=1 (any value but "", "0", "false", "no") makes it False, so that `trainer.amp=auto` picks
+    float32 as on a CPU without AVX512-BF16: the way to run the suite or the demo as such a machine would."""
+    import os  # here, not at the top: this function is the only part of the module that reads the environment
+
+    if os.environ.get("ASR_DISABLE_NATIVE_BF16", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
     return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

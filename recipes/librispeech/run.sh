@@ -108,6 +108,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # shellcheck disable=SC2086
   "${launcher[@]}" "$HERE/train.py" experiment="$experiment" trainer.exp_dir="$exp_dir" $train_args
   set +f
+  "$PY" -m asr.run_info --exp-dir "$exp_dir" --write || log "no $exp_dir/run_info.json written"  # batches, precision, CPU
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -134,6 +135,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     [ -f "$f" ] || continue
     name=$(basename "$f" .txt); printf '%-40s %s\n' "${name#wer-summary-}" "$(tail -n 1 "$f" | cut -f2)"
   done
+  "$PY" -m asr.run_info --exp-dir "$exp_dir" || true  # how much training that was, in what precision, on what CPU
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

