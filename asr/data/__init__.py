@@ -7,6 +7,7 @@ Modules:
     loaders       AsrDataModule: train/valid/test DataLoaders over cut manifests, yielding Batch
     filters       CutFilter (duration, alphabet, tokens vs the encoder's frames), FilteredCuts
     seeding       SeededBatches, seed_worker: augmentation that a resumed epoch repeats exactly
+    unreadable    SkipUnreadableCuts: cuts whose features cannot be loaded leave their batch, named in it
     audio_folder  audio_folder_cuts: decoding inputs from a folder of audio files
     prepare       manifests of a LibriSpeech-layout corpus, bad input skipped and counted (prepare.sh stage 1);
                   manifest_name, the file names of every manifest

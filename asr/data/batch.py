@@ -8,12 +8,13 @@ asr.data.loaders do it inside the dataset (`ToBatch`), so DataLoader workers tok
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
 
 from asr.data.tokenizer import Tokenizer
+from asr.data.unreadable import UNREADABLE_KEY
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Batch:
     token_lens: (B,) int64 tokens of each row.
     cut_ids: the B cut ids (for logs of dropped utterances and decoding results).
     texts: the B transcripts the tokens were made from (the references of decoding).
+    unreadable_cut_ids: cuts of this batch left out because their features could not be loaded
+        (asr.data.unreadable); the trainer counts and logs them.
     """
 
     features: Tensor
@@ -34,6 +37,7 @@ class Batch:
     token_lens: Tensor
     cut_ids: list[str]
     texts: list[str]
+    unreadable_cut_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         B = self.features.size(0) if self.features.dim() == 3 else -1
@@ -121,4 +125,7 @@ class ToBatch(torch.utils.data.Dataset):
         self.dataset, self.tokenizer = dataset, tokenizer
 
     def __getitem__(self, cuts) -> Batch:
-        return lhotse_to_batch(self.dataset[cuts], self.tokenizer)
+        lhotse_batch = self.dataset[cuts]
+        batch = lhotse_to_batch(lhotse_batch, self.tokenizer)
+        batch.unreadable_cut_ids = list(lhotse_batch.get(UNREADABLE_KEY, []))  # asr.data.unreadable's
+        return batch

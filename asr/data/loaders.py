@@ -20,6 +20,7 @@ from asr.data.filters import CutFilter, FilteredCuts
 from asr.data.prepare import manifest_name
 from asr.data.seeding import SeededBatches, seed_worker
 from asr.data.tokenizer import Tokenizer
+from asr.data.unreadable import SkipUnreadableCuts
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class AsrDataModule:
         dataset = K2SpeechRecognitionDataset(return_cuts=True, cut_transforms=transforms,
                                              input_transforms=input_transforms,
                                              input_strategy=self._input_strategy())
-        dataset = SeededBatches(ToBatch(dataset, self.tokenizer), seed)
+        # a cut whose features cannot be read is left out of its batch and counted, not fatal to the run
+        dataset = SeededBatches(ToBatch(SkipUnreadableCuts(dataset), self.tokenizer), seed)
         sampler = DynamicBucketingSampler(self.train_cuts(), max_duration=cfg.max_duration, shuffle=cfg.shuffle,
                                           num_buckets=cfg.num_buckets, drop_last=cfg.drop_last, rank=rank,
                                           world_size=world_size, seed=seed)

@@ -17,12 +17,17 @@ Modules (checkpoint files: asr.checkpoint; the device: asr.device):
     resume        RNG states (as tensors) and the sampler position
     progress      console lines with ETA, tensorboard, log files
     run           builds model, data, optimiser from the config and runs the Trainer
+    preemption    PreemptionHandler: SIGTERM/SIGUSR1/SIGINT -> checkpoint after the batch, exit 75 (EXIT_PREEMPTED)
+    rank_failure  exit_on_failure: a failing rank logs rank, batch, cut ids and exits at once (status 1)
+    save_retry    SaveRetry: a failed checkpoint write (ENOSPC, EIO) is retried at the next save point, N in a row stop
+    fp16_guard    GradScaleGuard: a collapsing fp16 grad scale -> inf/nan hooks, diagnostic checkpoint, stop
 
 Experiment directory (trainer.exp_dir; only rank 0 writes): the checkpoints checkpoint-{step}.pt and epoch-{E}.pt
 and config.yaml, named and laid out as asr.checkpoint describes, and
     tensorboard/           events: train/{loss,simple_loss,pruned_loss} per frame, train/lr, train/grad_norm,
                            train/frames_per_s, valid/{loss,simple_loss,pruned_loss} per frame
     log/log-train-{time}.txt   the console log of each start
+    bad-model-{step}.pt    fp16 only: the diagnostic checkpoint of a collapsing grad scale (never resumed from)
 
 Resume: re-running the same command loads the readable checkpoint with the most batches trained (a truncated file
 is skipped with a warning; a file refused as unsafe, one whose pickle would run code, stops the run with

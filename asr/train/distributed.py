@@ -5,6 +5,7 @@ torchrun (single or multi-node, any rendezvous) exports RANK, WORLD_SIZE and LOC
 single process and no process group is created. NCCL is used on CUDA, gloo on CPU.
 """
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass
@@ -44,11 +45,13 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     return dev
 
 
-def setup_distributed(device: str = "auto") -> DistInfo:
+def setup_distributed(device: str = "auto", timeout_s: float = 0.0) -> DistInfo:
     """Reads torchrun's environment and joins the process group (NCCL on CUDA, gloo on CPU).
 
     Args:
         device: "auto", "cpu" or "cuda".
+        timeout_s: the longest a collective waits for the other ranks (trainer.collective_timeout_s); 0: torch's
+            default (10 minutes for NCCL, 30 for gloo).
     """
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -56,7 +59,8 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     dev = pick_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size)
+        timeout = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s > 0 else {}
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size, **timeout)
         log.info("rank %d/%d joined the %s process group (local rank %d)", rank, world_size, backend, local_rank)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 

@@ -9,7 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr.train.distributed import cleanup_distributed, setup_distributed
 from asr.train.optim import build_optimizer
+from asr.train.preemption import EXIT_PREEMPTED
 from asr.train.progress import setup_logging
+from asr.train.rank_failure import exit_on_failure
 from asr.train.resume import seed_everything
 from asr.train.trainer import Trainer
 
@@ -27,7 +29,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Trains the model of `cfg` (a composed conf/train.yaml, schema asr.config.TrainConfig).
 
     Runs as one process, or under torchrun (one process per device, any number of nodes).
-    Returns the last logged training statistics.
+    Returns the last logged training statistics. Stopped by SIGTERM, SIGUSR1 or SIGINT (trainer.graceful_signals)
+    after its checkpoint, it exits with status 75 (asr.train.preemption.EXIT_PREEMPTED); a rank that fails in a
+    distributed job logs where and exits with status 1 at once (asr.train.rank_failure).
     """
     from asr.data.loaders import AsrDataModule
     from asr.data.tokenizer import Tokenizer
@@ -36,7 +40,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     obj = OmegaConf.to_object(cfg)  # typed dataclasses; raises on MISSING or mistyped fields
     tcfg = obj.trainer
-    dist = setup_distributed(tcfg.device)
+    dist = setup_distributed(tcfg.device, timeout_s=tcfg.collective_timeout_s)
     exp_dir = Path(tcfg.exp_dir)
     if dist.is_main:
         exp_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +85,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     try:
-        return trainer.fit()
+        stats = exit_on_failure(trainer.fit, dist, trainer.where)  # a distributed rank that fails exits here
     finally:
         cleanup_distributed()
+    if trainer.stopped_by is not None:
+        raise SystemExit(EXIT_PREEMPTED)
+    return stats

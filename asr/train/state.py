@@ -28,12 +28,13 @@ from asr.checkpoint import (
 from asr.train.distributed import DistInfo, barrier, gather_objects
 from asr.train.optim import Schedule
 from asr.train.resume import capture_rng, is_lhotse_state, sampler_state_at
+from asr.train.save_retry import SaveRetry
 
 log = logging.getLogger("asr.train")
 
 
 def _no_counts() -> dict[str, int]:
-    return {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0}
+    return {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0, "unreadable_cuts": 0}
 
 
 @dataclass
@@ -137,14 +138,31 @@ def restore_state(saved: dict, state: TrainingState, parts: Trainables, dist: Di
     return rng["states"][dist.rank]
 
 
-def save_state(exp_dir: Path, name: str, saved: dict, keep_last_k: int, dist: DistInfo) -> None:
-    """Rank 0 writes `saved` as exp_dir/name (atomically) and prunes old step checkpoints; every rank waits."""
+def save_state(exp_dir: Path, name: str, saved: dict, keep_last_k: int, dist: DistInfo,
+               retry: SaveRetry | None = None) -> bool:
+    """Rank 0 writes `saved` as exp_dir/name (atomically) and prunes old step checkpoints; every rank waits.
+
+    With `retry`, an OSError of the write (a full disk, an I/O error) is logged and counted instead of raised, the
+    older checkpoints are kept, and every rank raises CheckpointWriteError once trainer.max_save_failures writes
+    in a row failed. Returns whether the file was written (the same on every rank).
+    """
+    written = True
     if dist.is_main:
         path = exp_dir / name
-        save_checkpoint(path, saved)
-        removed = remove_old_checkpoints(exp_dir, keep_last_k)
-        log.info("saved %s%s", path, f" (removed {len(removed)} old)" if removed else "")
-    barrier(dist)
+        if retry is None:
+            save_checkpoint(path, saved)
+        else:
+            written = retry.attempt(lambda: save_checkpoint(path, saved), str(path))
+        if written:
+            removed = remove_old_checkpoints(exp_dir, keep_last_k)
+            log.info("saved %s%s", path, f" (removed {len(removed)} old)" if removed else "")
+    if retry is None:
+        barrier(dist)
+        return written
+    written, stop = retry.outcome(written, dist)  # a collective, so also the barrier: every rank decides alike
+    if stop:
+        raise retry.error()
+    return written
 
 
 def load_latest_state(exp_dir: Path, dist: DistInfo) -> tuple[dict, Path] | None:

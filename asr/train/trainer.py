@@ -20,9 +20,12 @@ from asr.loss.config import LossConfig
 from asr.train.averaging import make_model_average, update_model_average
 from asr.train.config import TrainerConfig
 from asr.train.distributed import DistInfo, all_reduce_sum, gather_objects
+from asr.train.fp16_guard import GradScaleCollapsed, GradScaleGuard
 from asr.train.optim import Schedule
+from asr.train.preemption import PreemptionHandler
 from asr.train.progress import Progress, Scalars, format_duration
 from asr.train.resume import capture_rng, restore_rng
+from asr.train.save_retry import SaveRetry
 from asr.train.staging import loss_scales
 from asr.train.state import (
     Trainables,
@@ -89,15 +92,33 @@ class Trainer:
         self.state = TrainingState()
         self.stopping = StoppingRules(cfg, schedule, dist)
         self.scalars = Scalars(self.exp_dir / "tensorboard" if cfg.tensorboard and dist.is_main else None)
+        # Reliability (asr.train.preemption, save_retry, fp16_guard, rank_failure)
+        self.preemption = PreemptionHandler() if cfg.graceful_signals else None
+        self.stopped_by: str | None = None  # the signal that stopped training: the caller exits with EXIT_PREEMPTED
+        self.save_retry = SaveRetry(cfg.max_save_failures)
+        self.fp16_guard = GradScaleGuard(model, cfg.fp16_warn_scale, cfg.fp16_stop_scale, cfg.fp16_grow_period,
+                                         cfg.fp16_grow_below)  # fmt: skip
+        self._in_progress = ""  # the batch being trained, for where()
+        self._saved_at = -1  # batch_idx_train of the last checkpoint written
 
     # ----------------------------------------------------------------------------------------------- checkpoints
     def _trainables(self) -> Trainables:
         return Trainables(self.raw_model, self.model_avg, self.optimizer, self.schedule, self.scaler)
 
-    def save(self, name: str, epoch_finished: bool) -> None:
-        """Writes exp_dir/name (rank 0); collective: every rank calls it."""
+    def save(self, name: str, epoch_finished: bool) -> bool:
+        """Writes exp_dir/name (rank 0); collective: every rank calls it. A failed write (OSError) is logged and
+        retried at the next save point; trainer.max_save_failures of them in a row raise CheckpointWriteError."""
         saved = checkpoint_state(self.state, self._trainables(), self.dist, epoch_finished, self.amp, self.config)
-        save_state(self.exp_dir, name, saved, self.cfg.keep_last_k, self.dist)
+        written = save_state(self.exp_dir, name, saved, self.cfg.keep_last_k, self.dist, self.save_retry)
+        if written:
+            self._saved_at = self.state.batch_idx_train
+        return written
+
+    def where(self) -> str:
+        """The batch in progress, for the log of a failure (asr.train.rank_failure)."""
+        st = self.state
+        return self._in_progress or (f"after batch {st.batch_idx_train} (epoch {st.epoch}, batch {st.batches_done} "
+                                     f"of it), outside a batch")  # fmt: skip
 
     def resume(self) -> dict | None:
         """Loads the latest readable checkpoint of exp_dir, if any; returns its RNG state for this rank."""
@@ -238,6 +259,7 @@ class Trainer:
             interval[:4] += torch.tensor([float(res.loss.detach()), res.simple, res.pruned, res.frames])
         interval[4] += input_frames
         interval[5] = grad_norm if math.isfinite(grad_norm) else interval[5]
+        self._check_grad_scale()
         if self.model_avg is not None and st.batch_idx_train % cfg.average_period == 0:
             update_model_average(self.model_avg, self.raw_model, st.batch_idx_train, cfg.average_period)
         stats = None
@@ -246,12 +268,57 @@ class Trainer:
             interval.zero_()
         if cfg.valid_interval > 0 and st.batch_idx_train % cfg.valid_interval == 0:
             self.validate()
-        if cfg.save_every_n > 0 and st.batch_idx_train % cfg.save_every_n == 0:
+        if cfg.save_every_n > 0 and st.batch_idx_train % cfg.save_every_n == 0:  # a failed write retries next time
             self.save(step_checkpoint_name(st.batch_idx_train), epoch_finished=False)
         return stats
 
+    def _check_grad_scale(self) -> None:
+        """The fp16 guard after a batch: a diagnostic checkpoint once the scale runs low, a stop once it collapsed
+        (the scale is the same on every rank, so they all decide alike)."""
+        verdict = self.fp16_guard.check(self.scaler, self.state.batch_idx_train)
+        if verdict.save_diagnostic:  # not a name resume or averaging picks up
+            self.save(f"bad-model-{self.state.batch_idx_train}.pt", epoch_finished=False)
+        if verdict.stop:
+            raise GradScaleCollapsed(verdict.message)
+
+    def _note_unreadable(self, batch: Batch) -> None:
+        """Counts and logs the cuts the loader left out because their features could not be read."""
+        ids = getattr(batch, "unreadable_cut_ids", None)
+        if ids:
+            self.state.counters["unreadable_cuts"] = self.state.counters.get("unreadable_cuts", 0) + len(ids)
+            log.warning("batch %d: %d cut(s) skipped, their features cannot be loaded: %s",
+                        self.state.batch_idx_train + 1, len(ids), ids)  # fmt: skip
+
+    def _preempted(self) -> bool:
+        """At a batch boundary: whether a rank caught SIGTERM/SIGUSR1/SIGINT (a collective); if so, writes the
+        checkpoint to continue from (unless this batch's was just written) and records the signal."""
+        if self.preemption is None or not self.preemption.requested(self.dist):
+            return False
+        st = self.state
+        log.warning("%s: stopping after batch %d (%d of epoch %d) with a checkpoint; re-run the same command to "
+                    "continue", self.preemption.describe(), st.batch_idx_train, st.batches_done, st.epoch)  # fmt: skip
+        if self._saved_at != st.batch_idx_train and not self.save(step_checkpoint_name(st.batch_idx_train), False):
+            log.error("the checkpoint of batch %d could not be written: a re-run continues from the previous one",
+                      st.batch_idx_train)  # fmt: skip
+        self.stopped_by = self.preemption.describe()  # with the signals that came during the save
+        return True
+
     def fit(self) -> dict[str, float]:
-        """Trains to the end (resuming from exp_dir when it holds a checkpoint); returns the last interval's stats."""
+        """Trains to the end (resuming from exp_dir when it holds a checkpoint); returns the last interval's stats.
+
+        With trainer.graceful_signals, SIGTERM, SIGUSR1 and SIGINT end it early after a checkpoint: `stopped_by`
+        then names the signal (the entry point exits with asr.train.preemption.EXIT_PREEMPTED).
+        """
+        if self.preemption is not None:
+            self.preemption.install()
+        try:
+            return self._fit()
+        finally:
+            if self.preemption is not None:
+                self.preemption.close()
+            self.fp16_guard.close()
+
+    def _fit(self) -> dict[str, float]:
         rng_state, sampler_state = self._start()
         st, stopping = self.state, self.stopping
         loader = self.make_train_loader(sampler_state)
@@ -267,10 +334,16 @@ class Trainer:
                 restore_rng(rng_state)
                 rng_state = None
             for batch in batches:
+                self._in_progress = (f"at batch {st.batch_idx_train + 1} (epoch {st.epoch}, batch {st.batches_done + 1}"
+                                     f" of it), cut ids {list(batch.cut_ids)}")  # fmt: skip
+                self._note_unreadable(batch)
                 stats = self._after_batch(*self.train_step(batch), interval, progress)
+                self._in_progress = ""
                 last = stats if stats is not None else last
-                if stopping.done(st):
+                if stopping.done(st) or self._preempted():  # done first: its stop writes epoch-E.pt
                     break
+            if self.stopped_by is not None:
+                break
             if stopping.done(st):  # the last weights, for decoding and to continue from: this (partial) epoch's
                 log.info("%s after %d batches (%d of epoch %d): saving it as epoch-%d.pt", stopping.reason(st),
                          st.batch_idx_train, st.batches_done, st.epoch, st.epoch)  # fmt: skip
@@ -284,8 +357,8 @@ class Trainer:
             st.epoch += 1
             st.batches_done = 0
         self.scalars.close()
-        log.info("training done: %d batches in %s; %s", st.batch_idx_train, format_duration(st.train_seconds),
-                 st.counters)  # fmt: skip
+        log.info("training %s: %d batches in %s; %s", f"stopped by {self.stopped_by}" if self.stopped_by else "done",
+                 st.batch_idx_train, format_duration(st.train_seconds), st.counters)  # fmt: skip
         return last
 
     def _log_interval(self, interval: Tensor, progress: Progress) -> dict[str, float]:

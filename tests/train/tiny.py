@@ -3,6 +3,9 @@
 Also a script, run by the tests as a subprocess from the repository root (alone, or under torchrun with -m):
     python -m tests.train.tiny --exp-dir DIR [--loader lhotse|fixed] [--epochs N] [--kill-at K] ...
 With --kill-at K it SIGKILLs itself as it starts training batch K (1-based over the run), as `kill -9` would.
+With --signal-at K it sends itself --signal (TERM, USR1 or INT) as it starts batch K (on rank --signal-rank), and with
+--signal-during-save a second SIGTERM while the checkpoint is written; it then exits with status 75 after that
+batch's checkpoint. With --raise-at K rank --raise-rank raises there (on torchrun's first attempt only).
 At the end it writes DIR/params-rank{R}.pt (the final parameters) and DIR/stats-rank{R}.pt (last logged stats).
 """
 
@@ -17,6 +20,7 @@ from lhotse.dataset import DynamicBucketingSampler
 from lhotse.testing.dummies import dummy_cut
 
 from asr.data.batch import Batch
+from asr.data.seeding import SeededBatches
 from asr.loss.config import LossConfig
 from asr.models import ModelConfig, build_model, subsampled_lengths
 from asr.models.conformer import ConformerConfig
@@ -99,8 +103,10 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return Batch(features=x, feature_lens=x_lens, tokens=y, token_lens=y_lens, cut_ids=ids, texts=[""] * len(ids))
 
 
-def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, max_duration: float = 1.5):
-    """make_train_loader for the Trainer: a real DynamicBucketingSampler (shuffled, sharded) in a DataLoader."""
+def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, max_duration: float = 1.5,
+                          num_workers: int = 0):
+    """make_train_loader for the Trainer: a real DynamicBucketingSampler (shuffled, sharded) in a DataLoader.
+    With workers the batches' random gain is seeded per batch (SeededBatches), as the real loaders do."""
 
     def make(sampler_state: dict | None):
         sampler = DynamicBucketingSampler(
@@ -109,7 +115,8 @@ def lhotse_loader_factory(cuts: CutSet, rank: int, world_size: int, seed: int, m
         )  # fmt: skip
         if sampler_state is not None:
             sampler.load_state_dict(sampler_state)
-        return torch.utils.data.DataLoader(SyntheticDataset(), sampler=sampler, batch_size=None, num_workers=0)
+        dataset = SyntheticDataset() if num_workers == 0 else SeededBatches(SyntheticDataset(), seed)
+        return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers)
 
     return make
 
@@ -161,6 +168,43 @@ def make_trainer(exp_dir, batches: list[Batch], calls: list | None = None, loss:
     return trainer
 
 
+def _inject_faults(trainer, args, rank: int, trained: list) -> None:
+    """--signal-at, --signal-during-save, --raise-at: wraps trainer.train_step (and the checkpoint write)."""
+    step = trainer.train_step
+
+    def faulty(batch: Batch):
+        k = len(trained) + 1  # the batch starting now, 1-based over this run
+        if args.signal_at and k == args.signal_at and rank == args.signal_rank:
+            os.kill(os.getpid(), getattr(signal, f"SIG{args.signal}"))
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if args.raise_at and k == args.raise_at and rank == args.raise_rank and first_attempt:
+            raise RuntimeError(f"injected failure at batch {k}")
+        return step(batch)
+
+    trainer.train_step = faulty
+    if args.signal_during_save:
+        import asr.checkpoint
+
+        write = asr.checkpoint.torch.save
+
+        def save_and_signal(obj, f, *a, **kw):  # a signal while the checkpoint is being written
+            if trainer.preemption is not None and trainer.preemption.signalled:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return write(obj, f, *a, **kw)
+
+        asr.checkpoint.torch = _TorchWith(save=save_and_signal)
+
+
+class _TorchWith:
+    """torch, with some attributes replaced (for asr.checkpoint's module-level `torch`)."""
+
+    def __init__(self, **replaced):
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--exp-dir", required=True)
@@ -174,17 +218,27 @@ def main() -> None:
     p.add_argument("--nan-ids", default="", help="comma-separated cut indexes given a NaN feature")
     p.add_argument("--warm-step", type=int, default=10)
     p.add_argument("--cooldown-fraction", type=float, default=0.5)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--signal-at", type=int, default=0)
+    p.add_argument("--signal", choices=["TERM", "USR1", "INT"], default="TERM")
+    p.add_argument("--signal-rank", type=int, default=0)
+    p.add_argument("--signal-during-save", action="store_true")
+    p.add_argument("--raise-at", type=int, default=0)
+    p.add_argument("--raise-rank", type=int, default=0)
+    p.add_argument("--collective-timeout", type=float, default=0.0)
     args = p.parse_args()
 
     from asr.train.distributed import cleanup_distributed, setup_distributed
     from asr.train.optim import build_optimizer
+    from asr.train.preemption import EXIT_PREEMPTED
     from asr.train.progress import setup_logging
+    from asr.train.rank_failure import exit_on_failure
     from asr.train.resume import seed_everything
     from asr.train.trainer import Trainer
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    dist = setup_distributed("cpu")
+    dist = setup_distributed("cpu", timeout_s=args.collective_timeout)
     setup_logging(Path(args.exp_dir) / "log", dist.rank)
     seed = 7
     model = tiny_model(args.dropout, seed, batchnorm=not args.no_batchnorm)
@@ -198,7 +252,7 @@ def main() -> None:
     )  # fmt: skip
     cuts = make_cuts()
     if args.loader == "lhotse":
-        make_loader = lhotse_loader_factory(cuts, dist.rank, dist.world_size, seed)
+        make_loader = lhotse_loader_factory(cuts, dist.rank, dist.world_size, seed, num_workers=args.num_workers)
     else:
         nan_ids = frozenset(int(i) for i in args.nan_ids.split(",") if i)
         batches = fixed_batches(cuts, dist.rank, dist.world_size, ds=SyntheticDataset(nan_ids=nan_ids))
@@ -221,7 +275,11 @@ def main() -> None:
             return step(batch)
 
         trainer.train_step = kill_at
-    stats = trainer.fit()
+    _inject_faults(trainer, args, dist.rank, trained)
+    stats = exit_on_failure(trainer.fit, dist, trainer.where)
+    if trainer.stopped_by is not None:
+        cleanup_distributed()
+        raise SystemExit(EXIT_PREEMPTED)
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     torch.save(params, Path(args.exp_dir) / f"params-rank{dist.rank}.pt")
     torch.save({"stats": stats, "counters": trainer.state.counters, "batches": trainer.state.batch_idx_train},
