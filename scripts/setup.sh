@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a fresh machine ready: .venv in the checkout, the `asr` package (editable) and its pinned dependencies.
-#   bash scripts/setup.sh           # runtime + demo (TTS engines for the demo corpus)
+#   bash scripts/setup.sh           # runtime + demo (TTS engines for the demo corpus) + export (sherpa-onnx)
 #   bash scripts/setup.sh --test    # also the test extra and the fast_rnnt loss oracle
 # Idempotent: each step is skipped when what it makes is already there and up to date.
 set -euo pipefail
@@ -36,8 +36,9 @@ if [ ! -x "$V/bin/python" ]; then
 fi
 
 # 2. The package and its pinned dependencies; re-run only when pyproject.toml changed.
-extra=""; [ "$WITH_TEST" = 1 ] && extra="[test,export]"
-stamp="$V/.asr-install-$(sha1sum pyproject.toml | cut -c1-12)${extra:+-test}"
+# The export extra (onnx, onnxruntime, sherpa-onnx) serves the recipe's deployment stage; the test extra the tests.
+extra="[export]"; [ "$WITH_TEST" = 1 ] && extra="[test,export]"
+stamp="$V/.asr-install-$(sha1sum pyproject.toml | cut -c1-12)-test$WITH_TEST"
 if [ ! -f "$stamp" ]; then
   log "installing asr${extra} (editable) and its dependencies"
   "$V/bin/pip" install -q --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v "is ignored: it is neither" || true

@@ -95,6 +95,13 @@ def test_run_sh_tiny_end_to_end(tmp_path):
         unseen = _wer(exp / method / f"wer-summary-test-clean-{method}.txt")
         assert 0.0 <= unseen <= 200.0, (method, unseen)
     assert "WER" in out  # the table printed at the end
+    # stage 5: exported for sherpa-onnx, which decodes test-clean to our greedy search's tokens (tests/export proves
+    # token equality; here the recipe's plumbing: the same WER up to a tie flipped by float rounding)
+    assert (exp / "onnx" / "encoder.int8.onnx").is_file() and (exp / "onnx" / "jit.pt").is_file()
+    sherpa = {m: _wer(exp / "sherpa-onnx" / f"wer-summary-test-clean-sherpa_onnx_{m}.txt")
+              for m in ("greedy", "greedy_int8", "modified_beam_search")}  # fmt: skip
+    assert abs(sherpa["greedy"] - _wer(exp / "greedy" / "wer-summary-test-clean-greedy.txt")) <= 1.0, sherpa
+    assert "sherpa_onnx_greedy" in out  # printed beside ours
     info = json.loads((exp / "run_info.json").read_text())  # and what the training was: batches, precision, CPU
     assert info["epochs"] == EPOCHS and info["batches"] >= EPOCHS, info  # (the bucketing sampler's epochs vary)
     assert info["precision"] in ("bf16", "float32") and info["precision_reason"].startswith("auto: CPU ")

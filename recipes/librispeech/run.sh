@@ -16,6 +16,8 @@
 #   3  decode: greedy, modified beam search, and modified beam search with shallow fusion of the token LM and
 #      the lexicon and word 3-gram of prepare.sh stage 5 on every test set; WER table
 #   4  export the training loss curve to exp_dir/loss.png
+#   5  deployment: export.sh exports the model (ONNX fp32 + int8 for sherpa-onnx, TorchScript) to exp_dir/onnx and
+#      decodes the test sets with sherpa-onnx; its WER is printed beside decode.py's
 # Every stage is safe to re-run: finished work is skipped and training resumes from its latest checkpoint.
 # Relative paths (download/, data/, exp/) are under --work-dir, by default this recipe's folder.
 set -euo pipefail
@@ -25,14 +27,14 @@ ROOT=$(cd "$HERE/../.." && pwd)
 PY=${PY:-$ROOT/.venv/bin/python}
 
 stage=0
-stop_stage=4
+stop_stage=5
 demo_dir=download/demo
 dl_dir=$demo_dir
 experiment=demo        # conf/experiment/<name>.yaml: the whole training set-up
 exp_dir=exp/demo
 nproc=1
 lm_order=""           # token n-gram LM for shallow fusion (prepare.sh stage 5); empty: 8 for the demo's letters, else 6
-vocab_size=""         # BPE units for prepare.sh; empty: the experiment's model.vocab_size (demo 32, else 500)
+vocab_size=""         # BPE units for prepare.sh; empty: the experiment's model.vocab_size (demo 64, else 500)
 work_dir=$HERE
 demo_args=""          # extra arguments for scripts/make_demo_corpus.py (the CI test makes a tiny corpus)
 prepare_args=""       # extra arguments for prepare.sh (e.g. --musan-dir, --jobs)
@@ -40,7 +42,7 @@ train_args=""         # extra Hydra overrides for train.py
 decode_methods="greedy modified_beam_search modified_beam_search_lm"
 decode_args=""        # extra Hydra overrides for decode.py
 
-usage() { sed -n '2,20p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0"; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -141,5 +143,16 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: loss curve -> $exp_dir/loss.png"
   "$PY" "$ROOT/scripts/plot_losses.py" "$exp_dir/tensorboard" "$exp_dir/loss.png" || log "no loss curve written"
+fi
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  test_dirs=()
+  for d in "$dl_dir"/LibriSpeech/test-clean "$dl_dir"/LibriSpeech/test-other; do [ -d "$d" ] && test_dirs+=("$d"); done
+  if [ "${#test_dirs[@]}" -eq 0 ]; then
+    log "stage 5: no test-clean / test-other under $dl_dir/LibriSpeech; export only"
+    "$PY" -m asr.export.cli --exp-dir "$exp_dir" --out "$exp_dir/onnx" --int8 --jit
+  else
+    log "stage 5: export $exp_dir -> $exp_dir/onnx, decode ${test_dirs[*]} with sherpa-onnx"
+    bash "$HERE/export.sh" --exp-dir "$exp_dir" "${test_dirs[@]}"
+  fi
 fi
 log "done in $(( $(date +%s) - t_start )) s"
