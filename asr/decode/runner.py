@@ -22,6 +22,7 @@ from asr.decode.config import DecodeConfig, check_search
 from asr.decode.inference import Inference, InferenceConfig, load_inference
 from asr.decode.search import search
 from asr.lm.fusion import FusionScorer
+from asr.progress import progress
 from asr.metrics.wer import ErrorStats, Result, write_results
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def decode_batches(
     beam: int = 4,
     max_sym_per_frame: int = 1,
     device: torch.device | str = "cpu",
-    log_every: int = 20,
     fusion: FusionScorer | None = None,
+    total: int | None = None,
+    desc: str = "decode",
 ) -> DecodedSet:
     """Decodes every batch; reference and hypothesis are upper-cased and split into words.
 
@@ -61,12 +63,14 @@ def decode_batches(
         batches: the batches of asr.data.AsrDataModule's test loaders.
         tokenizer: the BPE model of training (token ids -> text).
         method, beam, max_sym_per_frame: the search (see asr.decode.search.search).
-        log_every: batches between progress lines.
         fusion: modified_beam_search's shallow fusion (asr.lm.fusion; None: none).
+        total: utterances in `batches`, for the progress display's ETA (None: counts and rate only).
+        desc: the progress display's name (asr.progress: a bar on a terminal, periodic log lines elsewhere).
     """
     results: list[Result] = []
     audio = elapsed = 0.0
-    for i, batch in enumerate(batches):
+    bar = progress(total=total, desc=desc, unit="utt")
+    for batch in batches:
         x, x_lens, cut_ids, texts = batch.features, batch.feature_lens, batch.cut_ids, batch.texts
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
@@ -78,9 +82,18 @@ def decode_batches(
         audio += float(x_lens.sum()) * FRAME_SHIFT_S
         for cut_id, ref, hyp in zip(cut_ids, texts, hyps):
             results.append(Result(cut_id, ref.upper().split(), hyp.upper().split()))
-        if log_every and i % log_every == 0:
-            log.info("batch %d, %d utterances decoded", i, len(results))
+        bar.update(len(cut_ids))
+    bar.close()
     return DecodedSet(results=results, audio_seconds=audio, elapsed_seconds=elapsed)
+
+
+def _utterances(loader) -> int | None:
+    """Cuts of a test loader (its lhotse sampler's data source), for the progress ETA; None when not known cheaply
+    (a lazy manifest)."""
+    try:
+        return len(loader.sampler.data_source) or None
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
 
 
 @dataclass
@@ -139,9 +152,10 @@ def decode_test_sets(cfg: DecodeConfig, inference: Inference | None = None) -> D
     out_dir = Path(cfg.exp_dir) / method
     sets = []
     for name, loader in loaders.items():
+        total = _utterances(loader)
         decoded = decode_batches(inf.model, loader, inf.tokenizer, cfg.decode.method, beam=cfg.decode.beam,
                                  max_sym_per_frame=cfg.decode.max_sym_per_frame, device=inf.device,
-                                 fusion=inf.fusion)  # fmt: skip
+                                 fusion=inf.fusion, total=total, desc=f"{method} {name}")  # fmt: skip
         stats = write_results(out_dir, name, method, decoded.results, setting=setting)
         log.info("%s: WER %.2f%% (%d utterances), RTF %.4f", name, stats.wer, len(decoded.results), decoded.rtf)
         sets.append(SetResult(name, stats, len(decoded.results), decoded.rtf))
