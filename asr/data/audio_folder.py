@@ -12,17 +12,23 @@ log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus")
 
 
-def audio_folder_cuts(folder: Path) -> CutSet:
-    """One cut per audio file under `folder` (recursively), with the text of a LibriSpeech `.trans.txt` if any."""
-    from lhotse import Recording, SupervisionSegment
-    from lhotse.cut import MonoCut
-
+def librispeech_transcripts(folder: Path) -> dict[str, str]:
+    """Utterance id -> text of every LibriSpeech `.trans.txt` under `folder` (recursively)."""
     texts = {}
     for trans in folder.rglob("*.trans.txt"):
         for line in trans.read_text(errors="replace").splitlines():
             parts = line.strip().split(maxsplit=1)
             if parts:
                 texts[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return texts
+
+
+def audio_folder_cuts(folder: Path) -> CutSet:
+    """One cut per audio file under `folder` (recursively), with the text of a LibriSpeech `.trans.txt` if any."""
+    from lhotse import Recording, SupervisionSegment
+    from lhotse.cut import MonoCut
+
+    texts = librispeech_transcripts(folder)
     cuts = []
     for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
         try:

@@ -22,12 +22,9 @@ CHUNK = 16  # streams decoded together by one decode_streams call
 
 def folder_utterances(folder: Path) -> list[tuple[str, Path, str]]:
     """(utterance id, audio path, reference text) of every audio file under `folder` with a transcript line."""
-    texts = {}
-    for trans in folder.rglob("*.trans.txt"):
-        for line in trans.read_text(errors="replace").splitlines():
-            parts = line.strip().split(maxsplit=1)
-            if parts:
-                texts[parts[0]] = parts[1] if len(parts) > 1 else ""
+    from asr.data.audio_folder import librispeech_transcripts
+
+    texts = librispeech_transcripts(folder)
     audio = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.stem in texts)
     if not audio:
         raise FileNotFoundError(f"no transcribed audio ({', '.join(AUDIO_SUFFIXES)} + *.trans.txt) under {folder}")
