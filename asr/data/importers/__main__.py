@@ -47,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--case", choices=CASES, default=d.text.case, help=f"default {d.text.case}")
     t.add_argument("--punctuation", choices=PUNCTUATION, default=d.text.punctuation,
                    help=f"default {d.text.punctuation} (apostrophes inside words stay)")
+    t.add_argument("--keep-chars", default=d.text.keep_chars,
+                   help=f"punctuation kept when removing it (default {d.text.keep_chars!r})")
     t.add_argument("--drop-apostrophes", action="store_true", help="remove apostrophes inside words too")
     t.add_argument("--numbers", choices=NUMBERS, default=d.text.numbers,
                    help="keep digits as written, or skip utterances holding any (default keep)")
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = ImportConfig(
             text=TextNormConfig(case=args.case, punctuation=args.punctuation, keep_apostrophes=not args.drop_apostrophes,
-                                numbers=args.numbers, unicode_nfkc=not args.no_nfkc),
+                                numbers=args.numbers, unicode_nfkc=not args.no_nfkc, keep_chars=args.keep_chars),
             split=SplitConfig(dev_fraction=args.dev_fraction, test_fraction=args.test_fraction, seed=args.seed),
             min_duration=args.min_duration, max_duration=args.max_duration, sample_rate=args.sample_rate,
             multichannel=args.multichannel, jobs=args.jobs, command_timeout=args.command_timeout)

@@ -23,6 +23,9 @@ class TextNormConfig:
     punctuation: str = "remove"
     # Keep apostrophes between letters ("DON'T") when punctuation is removed, as LibriSpeech does.
     keep_apostrophes: bool = True
+    # Punctuation characters (Unicode P*) that carry words and so stay when punctuation is removed: "50%" is
+    # "fifty percent", "R&D", "a@b". Symbols outside P* ($ + = ...) always stay.
+    keep_chars: str = "%&@#"
     # Numbers are never rewritten (their spoken form depends on language and context): "keep" leaves digits as
     # they are, "skip" drops utterances whose transcript holds a digit (counted as such).
     numbers: str = "keep"

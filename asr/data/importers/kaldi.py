@@ -7,7 +7,8 @@
 
 Without `segments` each recording is one utterance with the recording's id. A folder holding wav.scp is one set,
 "all"; a folder whose subfolders hold wav.scp files (data/train, data/dev, data/test) is one set per subfolder.
-Pipes run in a shell in the data directory's parent folder (Kaldi recipes write paths relative to the recipe).
+Relative paths and pipes are taken from the recipe folder, as Kaldi recipes write them: the folder holding
+`data/` for a data dir `.../data/<name>`, else the data dir's parent.
 Lines that cannot be parsed are skipped as malformed, with file and line in the report.
 """
 
@@ -64,30 +65,36 @@ def read_data_dir(name: str, data_dir: Path) -> RawSet:
     for required in ("wav.scp", "text"):
         if not (data_dir / required).is_file():
             raise FileNotFoundError(f"{data_dir}: no {required} (a Kaldi data directory needs wav.scp and text)")
-    cwd = data_dir.resolve().parent
+    d = data_dir.resolve()
+    cwd = d.parent.parent if d.parent.name == "data" else d.parent
     wavs = _table(data_dir / "wav.scp", raw)
     texts = _table(data_dir / "text", raw, min_fields=1)
     spk = _table(data_dir / "utt2spk", raw) if (data_dir / "utt2spk").is_file() else {}
     raw.audio = {rid: _wav_ref(v, where, cwd) for rid, (v, where) in wavs.items()}
     listed: dict[str, tuple[str, float, float | None, str]] = {}  # utt -> (recording, start, duration, where)
+    dropped: set[str] = set()  # utterances whose segment line was skipped: their text line is not counted again
+    mentioned: set[str] = set()  # recordings named by a segment line, usable or not
     if (data_dir / "segments").is_file():
         for uid, (rest, where) in _table(data_dir / "segments", raw).items():
             f = rest.split()
+            mentioned.update(f[:1])
             try:
                 start, end = float(f[1]), float(f[2])
             except (IndexError, ValueError):
                 raw.skipped.skip(MALFORMED, f"{where}: {uid} {rest[:80]!r}")
+                dropped.add(uid)
                 continue
             if len(f) != 3 or (end != -1 and end <= start) or start < 0:
                 raw.skipped.skip(MALFORMED, f"{where}: {uid} {rest[:80]!r}")
+                dropped.add(uid)
                 continue
             if f[0] not in wavs:
                 raw.skipped.skip(NO_AUDIO, f"{where}: recording {f[0]!r} not in wav.scp")
+                dropped.add(uid)
                 continue
             listed[uid] = (f[0], start, None if end == -1 else end - start, where)
-        used = {r for r, *_ in listed.values()}
         for rid, (_, where) in wavs.items():
-            if rid not in used:
+            if rid not in mentioned:
                 raw.skipped.skip(NO_TRANSCRIPT, f"{where}: recording {rid!r} has no segment")
     else:
         listed = {rid: (rid, 0.0, None, where) for rid, (_, where) in wavs.items()}
@@ -97,7 +104,7 @@ def read_data_dir(name: str, data_dir: Path) -> RawSet:
         raw.entries.append(Entry(uid, rid, text, speaker, start, duration,
                                  where=texts[uid][1] if uid in texts else where))
     for uid, (_, where) in texts.items():
-        if uid not in listed:
+        if uid not in listed and uid not in dropped:
             raw.skipped.skip(NO_AUDIO, f"{where}: utterance {uid!r} in neither wav.scp nor segments")
     return raw
 

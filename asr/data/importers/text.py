@@ -33,7 +33,8 @@ class TextNormalizer:
         if cfg.punctuation == "remove":
             if cfg.keep_apostrophes:
                 text = _INNER_APOSTROPHE.sub(_APOSTROPHE_MARK, text)
-            text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
+            text = "".join(" " if unicodedata.category(ch).startswith("P") and ch not in cfg.keep_chars else ch
+                           for ch in text)
             text = text.replace(_APOSTROPHE_MARK, "'")
         if cfg.case == "upper":
             text = text.upper()
