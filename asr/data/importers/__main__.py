@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--punctuation", choices=PUNCTUATION, default=d.text.punctuation,
                    help=f"default {d.text.punctuation} (apostrophes inside words stay)")
     t.add_argument("--keep-chars", default=d.text.keep_chars,
-                   help=f"punctuation kept when removing it (default {d.text.keep_chars!r})")
+                   help="punctuation kept when removing it (default %r)" % d.text.keep_chars.replace("%", "%%"))
     t.add_argument("--drop-apostrophes", action="store_true", help="remove apostrophes inside words too")
     t.add_argument("--numbers", choices=NUMBERS, default=d.text.numbers,
                    help="keep digits as written, or skip utterances holding any (default keep)")

@@ -10,8 +10,8 @@ import pytest
 from lhotse import load_manifest
 
 from asr.data.importers import import_corpus, read_corpus
-from asr.data.importers.entries import (BAD_AUDIO, BAD_ENCODING, EMPTY_AUDIO, EMPTY_TRANSCRIPT, NO_AUDIO,
-                                        NO_TRANSCRIPT, TOO_LONG, TOO_SHORT)
+from asr.data.importers.entries import (BAD_AUDIO, BAD_ENCODING, DIGITS, DUPLICATE, EMPTY_AUDIO, EMPTY_TRANSCRIPT,
+                                        MULTICHANNEL, NO_AUDIO, NO_TRANSCRIPT, TOO_LONG, TOO_SHORT)
 
 from importer_fixtures import report_of, write_garbage, write_tone
 
@@ -141,3 +141,37 @@ def test_cli_help_and_list_sets(tmp_path, cfg):
     bad = subprocess.run([sys.executable, "-m", "asr.data.importers", "--format", "kaldi", "--corpus", str(corpus),
                           "--out", str(tmp_path / "m2")], capture_output=True, text=True)
     assert bad.returncode != 0 and "no Kaldi data directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_numbers_skip_duplicates_and_multichannel_skip(tmp_path, cfg):
+    corpus = tmp_path / "c"
+    make_folder_corpus(corpus)
+    write_tone(corpus / "spk1" / "a.flac", 1.0)  # same id as spk1/a.wav: a duplicate
+    cfg.text.numbers = "skip"
+    cfg.multichannel = "skip"
+    out = tmp_path / "m"
+    report = import_corpus(read_corpus("folder", corpus, out), out, cfg)
+    skipped = report["read"]["all"]["skipped"]
+    assert skipped[DIGITS] == 1 and skipped[MULTICHANNEL] == 1 and skipped[DUPLICATE] == 1
+    sups = load_manifest(out / "librispeech_supervisions_train.jsonl.gz")
+    assert sorted(s.id for s in sups) == sorted(_uid(r) for r in GOOD if r not in ("spk2/c.mp3", "spk3/e.wav"))
+    assert not (out / "audio").exists()
+
+
+def test_speaker_from_none_and_an_unsplittable_set_name(tmp_path, cfg):
+    corpus = tmp_path / "c"
+    make_folder_corpus(corpus)
+    out = tmp_path / "m"
+    import_corpus(read_corpus("folder", corpus, out, speaker_from="none"), out, cfg)
+    assert all(s.speaker is None for s in load_manifest(out / "librispeech_supervisions_train.jsonl.gz"))
+    for name in ("train", "other"):
+        write_tone(tmp_path / "k" / name / f"{name}.wav", 1.0)
+        (tmp_path / "k" / name / f"{name}.txt").write_text("x")
+    raw = read_corpus("folder", tmp_path / "k", out)  # "other" has no role: the corpus is one set
+    assert [r.name for r in raw] == ["all"]
+    tsv = tmp_path / "t"
+    tsv.mkdir()
+    for name in ("train", "other"):
+        (tsv / f"{name}.tsv").write_text(f"{tmp_path}/k/train/train.wav\thello\n")
+    with pytest.raises(ValueError, match="other"):
+        import_corpus(read_corpus("tsv", tsv, tmp_path / "m2"), tmp_path / "m2", cfg)

@@ -116,3 +116,20 @@ def test_kaldi_text_without_segments_and_sets(tmp_path, cfg):
     train = {s.speaker for s in load_manifest(out / "librispeech_supervisions_train.jsonl.gz")}
     dev = {s.speaker for s in load_manifest(out / "librispeech_supervisions_dev.jsonl.gz")}
     assert dev and train and not train & dev
+
+
+def test_features_of_segments_are_one_cut_per_utterance(tmp_path, cfg):
+    """asr.data.features on segmented manifests: one cut per supervision (named after it), with its own length."""
+    from asr.data.features import compute_subset
+
+    d, kept, _ = make_kaldi_dir(tmp_path)
+    out = tmp_path / "m"
+    import_corpus(read_corpus("kaldi", d, out), out, cfg)
+    compute_subset(out, tmp_path / "fbank", "train", num_jobs=1, perturb_speed=False)
+    cuts = {c.id: c for c in load_manifest(tmp_path / "fbank" / "librispeech_cuts_train.jsonl.gz")}
+    assert sorted(cuts) == sorted(kept)
+    for uid, (_, dur, text, _) in kept.items():
+        c = cuts[uid]
+        assert c.duration == pytest.approx(dur, abs=1e-3) and len(c.supervisions) == 1
+        assert c.supervisions[0].text == text
+        assert abs(c.load_features().shape[0] - dur * 100) <= 2
