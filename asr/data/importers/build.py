@@ -75,7 +75,7 @@ def assemble(raw: RawSet, recordings: dict[tuple[str, str], Recording | tuple[st
             raise KeyError(f"{e.where}: recording {e.recording_id!r} of {e.id!r} was never listed")
         if isinstance(rec, tuple):
             reason, detail = rec
-            raw.skipped.skip(reason, f"{e.where}: {detail}" if e.where else detail)
+            raw.skipped.skip(reason, detail if not e.where or detail.startswith(e.where) else f"{e.where}: {detail}")
             continue
         duration = rec.duration - e.start if e.duration is None else e.duration
         if e.start < 0 or duration <= 0 or e.start + duration > rec.duration + SEGMENT_TOLERANCE:
@@ -155,7 +155,7 @@ def import_corpus(raw_sets: list[RawSet], out_dir: Path, cfg: ImportConfig, fmt:
     if not raw_sets:
         raise ValueError(f"no data found in {corpus}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    recordings = open_recordings(raw_sets, cfg, out_dir / "audio")
+    recordings = open_recordings(raw_sets, cfg, out_dir.absolute() / "audio")
     kept, rec_of = {}, {}
     for raw in raw_sets:
         recs, sups = assemble(raw, recordings, cfg)

@@ -15,6 +15,7 @@ FORMATS = ("folder", "tsv", "kaldi", "lhotse")
 def read_corpus(fmt: str, corpus: Path, out_dir: Path, speaker_from: str = "dir") -> list[RawSet]:
     """The sets of `corpus` in format `fmt` ("tsv" also reads .csv; "lhotse" also reads a Shar directory, whose
     audio is written under `out_dir`/audio/shar)."""
+    corpus = corpus.absolute()  # the manifests name audio by absolute path: usable from any working dir
     if fmt == "folder":
         return read_folder(corpus, speaker_from)
     if fmt == "tsv":
@@ -24,5 +25,5 @@ def read_corpus(fmt: str, corpus: Path, out_dir: Path, speaker_from: str = "dir"
     if fmt == "lhotse":
         if not corpus.is_dir():
             raise FileNotFoundError(f"no folder {corpus}")
-        return read_shar(corpus, out_dir / "audio" / "shar") if is_shar(corpus) else read_manifests(corpus)
+        return read_shar(corpus, out_dir.absolute() / "audio" / "shar") if is_shar(corpus) else read_manifests(corpus)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from lhotse import load_manifest
@@ -14,6 +16,8 @@ from asr.data.importers.entries import (BAD_AUDIO, BAD_ENCODING, DIGITS, DUPLICA
                                         MULTICHANNEL, NO_AUDIO, NO_TRANSCRIPT, TOO_LONG, TOO_SHORT)
 
 from importer_fixtures import report_of, write_garbage, write_tone
+
+ROOT = Path(__file__).resolve().parents[3]
 
 # Good files: every format, several rates, one stereo file; their expected kept duration and normalised text.
 GOOD = {  # rel path: (seconds, rate, channels, raw text, expected text)
@@ -126,10 +130,14 @@ def test_cli_help_and_list_sets(tmp_path, cfg):
     help_text = subprocess.run([sys.executable, "-m", "asr.data.importers", "--help"], capture_output=True,
                                text=True, check=True).stdout
     assert "--format" in help_text and "kaldi" in help_text
-    proc = subprocess.run([sys.executable, "-m", "asr.data.importers", "--format", "folder", "--corpus", str(corpus),
-                           "--out", str(out), "--max-duration", "4", "--dev-fraction", "0.2",
-                           "--test-fraction", "0.2", "--case", "lower"], capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "asr.data.importers", "--format", "folder", "--corpus", "corpus",
+                           "--out", "m", "--max-duration", "4", "--dev-fraction", "0.2",
+                           "--test-fraction", "0.2", "--case", "lower"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)  # relative paths in, absolute audio paths out
     assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = load_manifest(out / "librispeech_recordings_train.jsonl.gz")
+    assert all(Path(r.sources[0].source).is_absolute() for r in recs)
     assert "written sets:" in proc.stdout
     report = report_of(out)
     assert report["settings"]["text"]["case"] == "lower"
