@@ -62,7 +62,10 @@ def test_custom_recipe_tiny_end_to_end(tmp_path):
         "--vocab-size", str(VOCAB),
         "--import-args", "--dev-fraction 0.1 --test-fraction 0.1 --seed 0",
         "--prepare-args", "--perturb-speed true",
-        "--train-args", TRAIN_ARGS + " trainer.device=cpu trainer.amp=none data.num_workers=1",
+        # test_recipe.py's tiny model and schedule, and the demo experiment's choices for a few minutes of speech
+        # (no SpecAugment, no dropout, Eden decaying by batches only), so that 60 epochs learn as much as there
+        "--train-args", TRAIN_ARGS + " data.spec_aug=false model.encoder.dropout=0.0 optim.lr_batches=400"
+                                     " optim.lr_epochs=100 trainer.device=cpu trainer.amp=auto data.num_workers=1",
         "--decode-methods", "greedy modified_beam_search_lm",
         "--decode-args", "epoch=0 avg=1 test_sets=[train,test]",
     ]
@@ -92,3 +95,51 @@ def test_custom_recipe_tiny_end_to_end(tmp_path):
         assert seen <= SEEN_WER_MAX, (method, seen, out[-3000:])
         assert 0.0 <= _wer(exp / method / f"wer-summary-test-{method}.txt") <= 200.0
     assert re.search(r"train-greedy\s+[0-9.]+", out)  # the WER table at the end
+
+
+def _tone_corpus(root: Path, n: int = 24) -> None:
+    """n utterances of tones (4 speakers) with transcripts of a small vocabulary: enough for a 30-unit BPE model."""
+    import numpy as np
+
+    words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        spk = root / f"spk{i % 4}"
+        spk.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(16000 * (1.0 + 0.1 * (i % 5)))) / 16000
+        sf.write(spk / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 20 * i) * t)).astype("float32"), 16000)
+        (spk / f"u{i}.txt").write_text(" ".join(rng.choice(words, 6)))
+    (root / "spk0" / "no-text.wav").write_bytes((root / "spk0" / "u0.wav").read_bytes())
+
+
+@pytest.mark.slow  # three prepare.sh runs on a tone corpus: tens of seconds
+def test_prepare_sh_imports_once_and_guards_its_data(tmp_path):
+    corpus = tmp_path / "corpus"
+    _tone_corpus(corpus)
+    work = tmp_path / "work"
+    work.mkdir()
+    prepare = ROOT / "recipes" / "custom" / "prepare.sh"
+
+    def run(*args):
+        return subprocess.run(["bash", str(prepare), *args], cwd=work, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+    args = ("--corpus", str(corpus), "--format", "folder", "--vocab-size", "30", "--stop-stage", "2",
+            "--import-args", "--dev-fraction 0.25 --test-fraction 0.25")
+    r = run(*args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((work / "data" / "manifests" / "import_report.json").read_text())
+    assert report["read"]["all"]["skipped"] == {"audio with no transcript line": 1}
+    assert report["split"]["by"] == "speaker" and set(report["sets"]) == {"train", "dev", "test"}
+    assert report["settings"]["split"]["dev_fraction"] == 0.25
+    for name in ("train", "dev", "test"):
+        assert (work / "data" / "fbank" / f"librispeech_cuts_{name}.jsonl.gz").is_file()
+    assert (work / "data" / "fbank" / "librispeech_cuts_train-all-shuf.jsonl.gz").is_file()
+    assert (work / "data" / "lang_bpe_30" / "bpe.model").is_file()
+
+    again = run(*args)
+    assert again.returncode == 0 and again.stdout.count("already") == 3, again.stdout
+    other = run("--corpus", str(corpus), "--format", "folder", "--stop-stage", "0")  # other import options
+    assert other.returncode != 0 and "was prepared from" in other.stderr
+    missing = run("--corpus", str(tmp_path / "nowhere"), "--format", "folder")
+    assert missing.returncode != 0 and "no corpus at" in missing.stderr

@@ -80,7 +80,8 @@ if [ -z "$vocab_size" ]; then  # the experiment's model.vocab_size: one place sa
   vocab_size=$("$PY" "$ENTRY/train.py" experiment="$experiment" $train_args --cfg job --package model \
     | awk '$1 == "vocab_size:" {print $2}')
   set +f
-  [[ "$vocab_size" =~ ^[0-9]+$ ]] || { echo "run.sh: cannot read model.vocab_size of experiment=$experiment" >&2; exit 2; }
+  [[ "$vocab_size" =~ ^[0-9]+$ ]] || {
+    echo "run.sh: cannot read model.vocab_size of experiment=$experiment" >&2; exit 2; }
 fi
 if [ -z "$lm_order" ]; then
   if [ "$vocab_size" -le 64 ]; then lm_order=8; else lm_order=6; fi  # letters need longer contexts than pieces

@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         cfg = ImportConfig(
-            text=TextNormConfig(case=args.case, punctuation=args.punctuation, keep_apostrophes=not args.drop_apostrophes,
+            text=TextNormConfig(case=args.case, punctuation=args.punctuation,
+                                keep_apostrophes=not args.drop_apostrophes,
                                 numbers=args.numbers, unicode_nfkc=not args.no_nfkc, keep_chars=args.keep_chars),
             split=SplitConfig(dev_fraction=args.dev_fraction, test_fraction=args.test_fraction, seed=args.seed),
             min_duration=args.min_duration, max_duration=args.max_duration, sample_rate=args.sample_rate,

@@ -106,7 +106,8 @@ def test_folder_with_named_sets(tmp_path, cfg):
 def test_table_import(tmp_path, cfg, suffix):
     corpus = tmp_path / "corpus"
     make_folder_corpus(corpus)
-    rows = [(rel, raw.replace("\n", " "), rel.split("/")[0] if "/" in rel else "") for rel, (*_, raw, _) in GOOD.items()]
+    rows = [(rel, raw.replace("\n", " "), rel.split("/")[0] if "/" in rel else "")
+            for rel, (*_, raw, _) in GOOD.items()]
     rows += [("spk1/broken.wav", "broken", "spk1"), ("spk2/zero.wav", "zero", "spk2"),
              ("spk3/empty.wav", " ", "spk3"), ("spk1/long.wav", "long", "spk1"), ("spk2/short.flac", "short", "spk2"),
              ("spk9/nowhere.wav", "no such file", "spk9")]

@@ -42,7 +42,8 @@ def _check(out, kept, name="train"):
     assert {k: (s.start, s.duration, s.text) for k, s in sups.items()} == {
         k: (pytest.approx(a), pytest.approx(b), t) for k, (a, b, t) in kept.items()}
     for s in sups.values():
-        assert recs[s.recording_id].load_audio(offset=s.start, duration=s.duration).shape[1] == round(s.duration * 16000)
+        audio = recs[s.recording_id].load_audio(offset=s.start, duration=s.duration)
+        assert audio.shape[1] == round(s.duration * 16000)
 
 
 def test_recording_and_supervision_manifests(tmp_path, cfg):
