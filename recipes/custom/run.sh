@@ -112,6 +112,8 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   valid=$(sets dev)
   test=$(sets test)
+  [ "$valid" != "[]" ] || { echo "run.sh: no dev set was imported (training validates on one): give the corpus" \
+    "a dev* set or import with a --dev-fraction above 0" >&2; exit 1; }
   log "stage 2: train experiment=$experiment -> $exp_dir (valid $valid, test $test)"
   launcher=("$PY")
   [ "$nproc" -gt 1 ] && launcher=("$PY" -m torch.distributed.run --standalone --nproc_per_node "$nproc")
