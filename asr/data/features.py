@@ -104,6 +104,9 @@ def subset_cuts(manifest_dir: Path, subset: str, speed_perturb: bool) -> CutSet:
     recs = load_manifest(manifest_dir / manifest_name("recordings", subset))
     sups = load_manifest(manifest_dir / manifest_name("supervisions", subset))
     cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
+    if any(len(c.supervisions) != 1 or c.supervisions[0].start > 0 or c.supervisions[0].end < c.duration - 1e-3
+           for c in cuts):  # segments (Kaldi, imported manifests): one cut per supervision, named after it
+        cuts = cuts.trim_to_supervisions(keep_overlapping=False)
     # A LibriSpeech cut is one utterance: name it like its supervision (lhotse appends a running index).
     cuts = CutSet.from_cuts(c.with_id(c.supervisions[0].id) if len(c.supervisions) == 1 else c for c in cuts)
     if speed_perturb:
