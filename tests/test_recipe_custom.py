@@ -4,7 +4,7 @@ Minutes, not seconds: marked slow (CI runs it), like tests/test_recipe.py whose 
 The corpus is the demo corpus's train-clean-100 (scripts/make_demo_corpus.py, 3 minutes of TTS speech) rewritten
 as a folder of `<speaker>/<utt>.flac` + `<utt>.txt` with a few broken items among them, given as one set: stage 0
 must skip and count the broken items and split the rest by speaker; training must lower the loss, and decoding
-must write a WER for every test set and recognise the (seen) training sentences far better than chance.
+must write a WER for every test set (what the model learns in 60 epochs is tests/test_recipe.py's to check).
 """
 
 import json
@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_recipe import EPOCHS, SEEN_WER_MAX, TRAIN_ARGS, _train_losses, _wer  # noqa: E402
+from tests.test_recipe import EPOCHS, TRAIN_ARGS, _train_losses, _wer
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "recipes" / "custom" / "run.sh"
 VOCAB = 64  # the demo's units: letters and common pieces
+# A few epochs: this test checks the custom recipe's plumbing (import, split, features, BPE, train, decode, report);
+# how well the shared library learns is tests/test_recipe.py's (60 epochs, bounds on the seen WER).
+CUSTOM_EPOCHS = 6
 
 
 def make_folder_corpus(demo: Path, out: Path) -> int:
@@ -64,7 +66,8 @@ def test_custom_recipe_tiny_end_to_end(tmp_path):
         "--prepare-args", "--perturb-speed true",
         # test_recipe.py's tiny model and schedule, and the demo experiment's choices for a few minutes of speech
         # (no SpecAugment, no dropout, Eden decaying by batches only), so that 60 epochs learn as much as there
-        "--train-args", TRAIN_ARGS + " data.spec_aug=false model.encoder.dropout=0.0 optim.lr_batches=400"
+        "--train-args", TRAIN_ARGS.replace(f"trainer.num_epochs={EPOCHS}", f"trainer.num_epochs={CUSTOM_EPOCHS}")
+        + " data.spec_aug=false model.encoder.dropout=0.0 optim.lr_batches=400"
                                      " optim.lr_epochs=100 trainer.device=cpu trainer.amp=auto data.num_workers=1",
         "--decode-methods", "greedy modified_beam_search_lm",
         "--decode-args", "epoch=0 avg=1 test_sets=[train,test]",
@@ -84,16 +87,15 @@ def test_custom_recipe_tiny_end_to_end(tmp_path):
     assert "written sets:" in out  # the human-readable report is printed
 
     exp = work / "exp" / "custom"
-    assert (exp / f"epoch-{EPOCHS}.pt").is_file()
+    assert (exp / f"epoch-{CUSTOM_EPOCHS}.pt").is_file()
     losses = _train_losses(out)
-    assert len(losses) >= 5 and losses[-1] < 0.5 * losses[0], losses
+    assert len(losses) >= 3 and losses[-1] < losses[0], losses  # it trains
     for method in ("greedy", "modified_beam_search_lm"):
         for name in ("train", "test"):
             for kind in ("recogs", "errs", "wer-summary"):
                 assert (exp / method / f"{kind}-{name}-{method}.txt").is_file(), (method, name, kind, out[-2000:])
-        seen = _wer(exp / method / f"wer-summary-train-{method}.txt")
-        assert seen <= SEEN_WER_MAX, (method, seen, out[-3000:])
-        assert 0.0 <= _wer(exp / method / f"wer-summary-test-{method}.txt") <= 200.0
+        for name in ("train", "test"):
+            assert 0.0 <= _wer(exp / method / f"wer-summary-{name}-{method}.txt") <= 200.0
     assert re.search(r"train-greedy\s+[0-9.]+", out)  # the WER table at the end
 
 

@@ -8,7 +8,10 @@ Modules:
     filters       CutFilter (duration, alphabet, tokens vs the encoder's frames), FilteredCuts
     seeding       SeededBatches, seed_worker: augmentation that a resumed epoch repeats exactly
     unreadable    SkipUnreadableCuts: cuts whose features cannot be loaded leave their batch, named in it
-    audio_folder  audio_folder_cuts: decoding inputs from a folder of audio files
+    audio_folder  audio_folder_cuts: decoding inputs from a folder of audio files; librispeech_transcripts
+    audio         read_audio, fbank: one audio file to training's features (asr-transcribe, exported runtimes)
+    importers/    your own corpus to manifests: a folder (+ .txt), TSV/CSV, a Kaldi data dir, lhotse manifests or
+                  Shar; text normalisation, seeded split, a report of what was kept and skipped (recipes/custom)
     prepare       manifests of a LibriSpeech-layout corpus, bad input skipped and counted (prepare.sh stage 1);
                   manifest_name, the file names of every manifest
     features      fbank with speed perturbation, MUSAN windows (prepare.sh stages 2, 3)
