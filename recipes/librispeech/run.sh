@@ -114,29 +114,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  lm="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
-  lexicon="data/lm_bpe_${vocab_size}/words.txt"
-  word_lm="data/lm_bpe_${vocab_size}/words_3gram.arpa"
-  for method in $decode_methods; do
-    extra=()
-    if [ "$method" = modified_beam_search_lm ]; then
-      [ -f "$lm" ] || { log "stage 3: no $lm (prepare.sh stage 5); $method skipped"; continue; }
-      extra=(decode.lm="$lm")
-      [ -f "$lexicon" ] && extra+=(decode.lexicon="$lexicon")
-      [ -f "$lexicon" ] && [ -f "$word_lm" ] && extra+=(decode.word_lm="$word_lm")
-    fi
-    log "stage 3: decode $method"
-    set -f
-    # shellcheck disable=SC2086
-    "$PY" "$HERE/decode.py" exp_dir="$exp_dir" decode="$method" "${extra[@]}" $decode_args
-    set +f
-  done
-  log "WER summary ($exp_dir)"
-  printf '%-40s %s\n' "set-method" "WER %"
-  for f in "$exp_dir"/*/wer-summary-*.txt; do
-    [ -f "$f" ] || continue
-    name=$(basename "$f" .txt); printf '%-40s %s\n' "${name#wer-summary-}" "$(tail -n 1 "$f" | cut -f2)"
-  done
+  bash "$ROOT/scripts/decode_stage.sh" "$PY" "$HERE/decode.py" "$exp_dir" "data/lm_bpe_${vocab_size}" "$lm_order" \
+    "$decode_methods" "$decode_args"
   "$PY" -m asr.run_info --exp-dir "$exp_dir" || true  # how much training that was, in what precision, on what CPU
 fi
 
