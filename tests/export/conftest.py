@@ -1,22 +1,10 @@
-"""Fixtures of the export tests: one tiny model trained once per session (tone_asr.py), its ONNX and TorchScript
-exports, and its PyTorch greedy / modified beam search outputs, which every runtime must reproduce."""
+"""Fixtures of the export tests: the tiny trained model of tests/conftest.py (`trained`) exported to ONNX and
+TorchScript, and its PyTorch greedy / modified beam search outputs, which every runtime must reproduce."""
 
 from pathlib import Path
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    from tests.export.tone_asr import train_tiny
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_tiny(tmp_path_factory.mktemp("tone_asr"))
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
