@@ -81,7 +81,7 @@ def main() -> None:
                 t, _ = _timed(lambda: search(*model.encode(x, x_lens)), 1, device)
                 t_total[name] = min(t_total[name], t)
     rows = [
-        (name, t_search[name], t_total[name], sum(len(h) for h in hyps[name]) / float(enc_lens.sum()))
+        (name, t_search[name], t_total[name], sum(len(h.tokens) for h in hyps[name]) / float(enc_lens.sum()))
         for name in methods
     ]
 

@@ -127,7 +127,7 @@ def main() -> None:
             for s in samples:
                 f = training_fbank(s)  # (T, F)
                 enc, enc_lens = model.encode(f.unsqueeze(0), torch.tensor([f.size(0)]))
-                out.append(search(model, enc, enc_lens, "greedy")[0])
+                out.append(search(model, enc, enc_lens, "greedy")[0].tokens)
         return out
 
     runs = {"pytorch": pytorch}

@@ -3,6 +3,7 @@
 Modules:
     config                DecodeConfig (conf/decode.yaml), SearchConfig (conf/decode/*.yaml), check_search
     search                one entry to the three searches, by name
+    hypothesis            Hypothesis, what every search returns: tokens, the frame and log-probability of each, score
     greedy, beam_search, modified_beam_search   the searches
     search_common         what the searches share: input checks, length order, decoder output of contexts
     inference             the one library entry for inference: InferenceConfig -> load_inference -> model,
@@ -17,12 +18,14 @@ imports asr.decode.config, and neither this package nor asr.decode.inference imp
 from asr.decode.beam_search import beam_search
 from asr.decode.config import METHODS, DecodeConfig, SearchConfig
 from asr.decode.greedy import greedy_search_batch
+from asr.decode.hypothesis import Hypothesis
 from asr.decode.modified_beam_search import modified_beam_search
 from asr.decode.search import search
 
 __all__ = [
     "METHODS",
     "DecodeConfig",
+    "Hypothesis",
     "SearchConfig",
     "beam_search",
     "greedy_search_batch",

@@ -3,7 +3,8 @@
     from asr.decode.inference import InferenceConfig, load_inference
     inf = load_inference(InferenceConfig(exp_dir="exp/l12", epoch=30, avg=9, device="auto"))
     enc, enc_lens = inf.model.encode(x.to(inf.device), x_lens.to(inf.device))  # x: (B, T, F), x_lens: (B,)
-    texts = inf.tokenizer.decode(search(inf.model, enc, enc_lens, "modified_beam_search", fusion=inf.fusion))
+    hyps = search(inf.model, enc, enc_lens, "modified_beam_search", fusion=inf.fusion)  # asr.decode.Hypothesis
+    texts = inf.tokenizer.decode([h.tokens for h in hyps])
 
 recipes/librispeech/decode.py (through asr.decode.runner.decode_test_sets) and `asr-transcribe` both load through
 `load_inference`. The weights are chosen and averaged by asr.checkpoint.select_weights (epoch/avg, iter/avg,

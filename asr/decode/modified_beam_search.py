@@ -5,7 +5,9 @@ Every utterance keeps `beam` (K) hypothesis slots, held as tensors (B, K, ...): 
 joiner runs once on all (B, K) slots; the K best of the K * V extensions of each utterance are kept; extensions
 with the same label sequence are merged by log-adding their probabilities (the first, most probable, slot keeps the
 sum; the others are emptied). The decoder runs only for slots that have just grown by a label; the others inherit
-their parent's decoder output, so no decoder work is repeated. Labels are recovered at the end from back-pointers.
+their parent's decoder output, so no decoder work is repeated. Labels, with the frame and joiner log-probability of
+each, are recovered at the end from back-pointers; a merged slot keeps the back-pointer of its most probable member,
+so its frames are those of the most probable path.
 
 With a `fusion` scorer (asr.lm.fusion: a token n-gram LM, a lexicon, or both) it is shallow fusion (icefall's
 `modified_beam_search_lm_shallow_fusion`): every non-blank extension adds the scorer's score for that label in the
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from asr.decode.hypothesis import Hypothesis
 from asr.decode.search_common import active_counts, check_inputs, decoder_out_for, sort_by_length
 from asr.lm.fusion import FusionScorer
 
@@ -36,7 +39,7 @@ def modified_beam_search(
     beam: int = 4,
     length_norm: bool = True,
     fusion: FusionScorer | None = None,
-) -> list[list[int]]:
+) -> list[Hypothesis]:
     """Modified beam search for a batch of utterances.
 
     Args:
@@ -49,7 +52,8 @@ def modified_beam_search(
         fusion: scores added to the labels' log-probabilities (asr.lm.fusion), over the model's vocabulary; None:
             none.
     Returns:
-        B lists of token ids, in the order of the batch.
+        B hypotheses, in the order of the batch; score: the log-probability of the best hypothesis (with the fusion
+        scores), divided by its length with the start context when length_norm.
     """
     check_inputs(encoder_out, encoder_out_lens)
     if beam < 1:
@@ -77,6 +81,7 @@ def modified_beam_search(
     # back-pointers: parent slot and emitted label (-1: none) of each slot on each frame
     parents = torch.zeros(batch, num_frames, k, dtype=torch.int64, device=device)  # (B, T, K)
     labels = torch.full((batch, num_frames, k), -1, dtype=torch.int64, device=device)  # (B, T, K)
+    label_lp = torch.zeros(batch, num_frames, k, dtype=enc.dtype, device=device)  # (B, T, K) joiner log-prob of each
     if fusion is not None:
         start = fusion.initial_state()
         states = [[start] * k for _ in range(batch)]  # the scorer's state of each slot
@@ -91,7 +96,8 @@ def modified_beam_search(
         vocab = logits.size(-1)
         if fusion is not None and vocab != fusion.vocab_size:
             raise ValueError(f"the fusion scorer has {fusion.vocab_size} tokens, the model {vocab}")
-        scores = logits.log_softmax(dim=-1).reshape(n, k, vocab) + log_prob[:n].unsqueeze(2)  # (N, K, V)
+        joint_lp = logits.log_softmax(dim=-1).reshape(n, k, vocab)  # (N, K, V)
+        scores = joint_lp + log_prob[:n].unsqueeze(2)  # (N, K, V)
         if fusion is not None:
             scores = scores + fused[:n]
         top, index = scores.reshape(n, k * vocab).topk(k, dim=1)  # (N, K), sorted best first
@@ -146,22 +152,26 @@ def modified_beam_search(
         dec[:n] = new_dec
         parents[:n, t] = parent
         labels[:n, t] = torch.where(grew, label, torch.full_like(label, -1))
+        label_lp[:n, t] = joint_lp.reshape(n, k * vocab).gather(1, index)  # (N, K)
 
     if fusion is not None:  # the scorer's score for ending each hypothesis where it is
         ends = torch.tensor([[fusion.final(x) for x in row] for row in states], dtype=log_prob.dtype, device=device)
         ended = log_prob + ends
         log_prob = torch.where(ended.isfinite().any(dim=1, keepdim=True), ended, log_prob)  # (B, K)
     final = log_prob / (lengths + ctx_size).to(log_prob.dtype) if length_norm else log_prob  # (B, K)
-    best = final.argmax(dim=1).tolist()
-    parents_l, labels_l = parents.tolist(), labels.tolist()
-    hyps: list[list[int]] = [[]] * batch
+    best = final.argmax(dim=1)  # (B,)
+    best_score = final.gather(1, best.unsqueeze(1)).squeeze(1).tolist()
+    parents_l, labels_l, label_lp_l, best = parents.tolist(), labels.tolist(), label_lp.tolist(), best.tolist()
+    hyps: list[Hypothesis] = [None] * batch  # type: ignore[list-item]
     for row, i in enumerate(order.tolist()):
-        s, ys = best[row], []
+        s, ys, frames, lps = best[row], [], [], []
         for t in range(sorted_lens[row] - 1, -1, -1):
             if labels_l[row][t][s] >= 0:
                 ys.append(labels_l[row][t][s])
+                frames.append(t)
+                lps.append(label_lp_l[row][t][s])
             s = parents_l[row][t][s]
-        hyps[i] = ys[::-1]
+        hyps[i] = Hypothesis(ys[::-1], frames[::-1], lps[::-1], best_score[row])
     return hyps
 
 

@@ -74,8 +74,8 @@ def decode_batches(
         x, x_lens, cut_ids, texts = batch.features, batch.feature_lens, batch.cut_ids, batch.texts
         start = time.perf_counter()
         enc, enc_lens = model.encode(x.to(device), x_lens.to(device))
-        hyps = tokenizer.decode(search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame,
-                                       fusion=fusion))
+        found = search(model, enc, enc_lens, method, beam=beam, max_sym_per_frame=max_sym_per_frame, fusion=fusion)
+        hyps = tokenizer.decode([h.tokens for h in found])
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - start

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from asr.decode.beam_search import beam_search
 from asr.decode.config import check_search_settings
 from asr.decode.greedy import greedy_search_batch
+from asr.decode.hypothesis import Hypothesis
 from asr.decode.modified_beam_search import modified_beam_search
 from asr.decode.search_common import check_inputs
 from asr.lm.fusion import FusionScorer
@@ -20,8 +21,8 @@ def search(
     beam: int = 4,
     max_sym_per_frame: int = 1,
     fusion: FusionScorer | None = None,
-) -> list[list[int]]:
-    """Token ids of the best hypothesis of each utterance.
+) -> list[Hypothesis]:
+    """The best hypothesis of each utterance: tokens, the frame and log-probability of each, score.
 
     Args:
         model: a transducer (`.decoder`, `.joiner`, `.blank_id`, `.context_size`).
@@ -32,7 +33,7 @@ def search(
         max_sym_per_frame: greedy only, most symbols per frame.
         fusion: modified_beam_search only, shallow fusion with a token n-gram and/or a lexicon (asr.lm.fusion).
     Returns:
-        B lists of token ids, in the order of the batch.
+        B hypotheses, in the order of the batch.
     """
     check_search_settings(method, beam, max_sym_per_frame, fusion is not None)
     if method == "greedy":

@@ -85,7 +85,7 @@ def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
         enc, enc_lens = inf.model.encode(feats.unsqueeze(0).to(inf.device), x_lens.to(inf.device))
         hyp = search(inf.model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                      fusion=inf.fusion)
-        return inf.tokenizer.decode(hyp)[0].upper()
+        return inf.tokenizer.decode([hyp[0].tokens])[0].upper()
 
     return transcribe
 

@@ -177,7 +177,7 @@ class JitTranscriber:
         feats = fbank(samples, self.num_features)  # (T, F)
         enc, enc_lens = self.model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)], dtype=torch.int64))
         hyp = search(self.model, enc, enc_lens, method, beam=beam)[0]
-        return pieces_to_text([self.pieces[i] for i in hyp])
+        return pieces_to_text([self.pieces[i] for i in hyp.tokens])
 
 
 def transcribe_files_jit(path: str | Path, paths: list[str | Path], method: str = "greedy", beam: int = 4) -> list[str]:

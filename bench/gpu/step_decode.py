@@ -42,7 +42,7 @@ def _decode_rows(model, name: str, device: torch.device, profile: dict) -> list[
                 seconds = row["median_ms"] / 1e3
                 row["utt_per_s"] = len(pool) / seconds
                 row["rtf"] = seconds / audio
-                row["labels_per_frame"] = sum(len(h) for h in hyps) / row["encoder_frames"]
+                row["labels_per_frame"] = sum(len(h.tokens) for h in hyps) / row["encoder_frames"]
                 row["status"] = "ok"
             except Exception as e:
                 row.update(status="failed", error=f"{type(e).__name__}: {str(e)[:300]}")

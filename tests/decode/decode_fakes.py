@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -102,6 +103,20 @@ class ScriptTransducer(nn.Module):
         for i, f in enumerate(frames):
             enc[i, len(f) :] = torch.randn(t_max - len(f), self.vocab_size, dtype=torch.float64)  # padding garbage
         return enc, torch.tensor([len(f) for f in frames])
+
+
+def tokens_of(hyps: list) -> list[list[int]]:
+    """The token ids of each asr.decode.Hypothesis."""
+    return [h.tokens for h in hyps]
+
+
+def assert_same_hyps(got: list, want: list, tol: float = 1e-9) -> None:
+    """Equal tokens and frames; log-probabilities and scores equal up to `tol` (batched and one-at-a-time runs may
+    round differently)."""
+    assert tokens_of(got) == tokens_of(want)
+    assert [h.frames for h in got] == [h.frames for h in want]
+    for g, w in zip(got, want):
+        assert g.log_probs == pytest.approx(w.log_probs, abs=tol) and g.score == pytest.approx(w.score, abs=tol)
 
 
 def exact_best(model: nn.Module, encoder_out: Tensor, length_norm: bool) -> tuple[list[int], dict]:

@@ -7,7 +7,7 @@ from asr.decode.beam_search import beam_search
 from asr.decode.greedy import greedy_search_batch
 from asr.decode.modified_beam_search import modified_beam_search
 
-from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer, exact_best
+from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer, assert_same_hyps, exact_best, tokens_of
 
 # per-frame intended labels (0 = blank): the script model emits exactly these labels, in order, once each
 SCRIPTS = [
@@ -29,20 +29,20 @@ def _expected(script: list[int]) -> list[int]:
 
 def test_greedy_on_script_model(script_model: ScriptTransducer):
     enc, lens = script_model.encoder_out_for(SCRIPTS)
-    assert greedy_search_batch(script_model, enc, lens) == [_expected(s) for s in SCRIPTS]
+    assert tokens_of(greedy_search_batch(script_model, enc, lens)) == [_expected(s) for s in SCRIPTS]
 
 
 @pytest.mark.parametrize("beam", [1, 2, 4])
 def test_beam_search_equals_greedy_on_peaked_model(script_model: ScriptTransducer, beam: int):
     enc, lens = script_model.encoder_out_for(SCRIPTS)
-    greedy = greedy_search_batch(script_model, enc, lens)
+    greedy = tokens_of(greedy_search_batch(script_model, enc, lens))
     for i, n in enumerate(lens.tolist()):
-        assert beam_search(script_model, enc[i : i + 1, :n], beam=beam) == greedy[i]
+        assert beam_search(script_model, enc[i : i + 1, :n], beam=beam).tokens == greedy[i]
 
 
 def test_modified_beam_search_on_script_model(script_model: ScriptTransducer):
     enc, lens = script_model.encoder_out_for(SCRIPTS)
-    assert modified_beam_search(script_model, enc, lens, beam=4) == [_expected(s) for s in SCRIPTS]
+    assert tokens_of(modified_beam_search(script_model, enc, lens, beam=4)) == [_expected(s) for s in SCRIPTS]
 
 
 def test_greedy_several_symbols_per_frame():
@@ -68,9 +68,9 @@ def test_greedy_several_symbols_per_frame():
 
     model.joiner = TwoPerFrame(model.joiner)
     enc, lens = model.encoder_out_for([[1, 0, 0], [0, 0]])
-    assert greedy_search_batch(model, enc, lens, max_sym_per_frame=1) == [[1], []]
-    assert greedy_search_batch(model, enc, lens, max_sym_per_frame=3) == [[1, 2], []]
-    assert beam_search(model, enc[:1], beam=2) == [1, 2]
+    assert tokens_of(greedy_search_batch(model, enc, lens, max_sym_per_frame=1)) == [[1], []]
+    assert tokens_of(greedy_search_batch(model, enc, lens, max_sym_per_frame=3)) == [[1, 2], []]
+    assert beam_search(model, enc[:1], beam=2).tokens == [1, 2]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -82,7 +82,7 @@ def test_modified_beam_search_with_wide_beam_is_exact(seed: int, length_norm: bo
     torch.manual_seed(seed)
     enc = torch.randn(1, 5, 8, dtype=torch.float64)
     want, hyps = exact_best(model, enc[0], length_norm)
-    got = modified_beam_search(model, enc, torch.tensor([5]), beam=3**5, length_norm=length_norm)
+    got = tokens_of(modified_beam_search(model, enc, torch.tensor([5]), beam=3**5, length_norm=length_norm))
     assert got == [want]
 
 
@@ -95,9 +95,9 @@ def test_modified_beam_search_batched_equals_one_at_a_time(tiny_model: TinyTrans
         modified_beam_search(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], beam=4)[0]
         for i, n in enumerate(lens.tolist())
     ]
-    assert batched == single
-    assert batched[-1] == []
-    assert any(len(h) > 1 for h in batched)  # the test is not vacuous
+    assert_same_hyps(batched, single)
+    assert batched[-1].tokens == []
+    assert any(len(h.tokens) > 1 for h in batched)  # the test is not vacuous
 
 
 def test_greedy_batched_equals_one_at_a_time(tiny_model: TinyTransducer):
@@ -110,7 +110,7 @@ def test_greedy_batched_equals_one_at_a_time(tiny_model: TinyTransducer):
             greedy_search_batch(tiny_model, enc[i : i + 1, :n], lens[i : i + 1], sym)[0]
             for i, n in enumerate(lens.tolist())
         ]
-        assert batched == single
+        assert_same_hyps(batched, single)
 
 
 def test_greedy_equals_modified_beam_one(tiny_model: TinyTransducer):
@@ -118,7 +118,7 @@ def test_greedy_equals_modified_beam_one(tiny_model: TinyTransducer):
     torch.manual_seed(2)
     lens = torch.tensor([10, 4, 8])
     enc = torch.randn(3, 10, 8, dtype=torch.float64)
-    assert modified_beam_search(tiny_model, enc, lens, beam=1) == greedy_search_batch(tiny_model, enc, lens)
+    assert tokens_of(modified_beam_search(tiny_model, enc, lens, beam=1)) == tokens_of(greedy_search_batch(tiny_model, enc, lens))
 
 
 def test_beam_search_not_worse_than_greedy_on_random_model():
@@ -129,8 +129,8 @@ def test_beam_search_not_worse_than_greedy_on_random_model():
         torch.manual_seed(seed)
         enc = torch.randn(1, 5, 8, dtype=torch.float64)
         _, hyps = exact_best(model, enc[0], length_norm=False)
-        g = greedy_search_batch(model, enc, torch.tensor([5]))[0]
-        m = modified_beam_search(model, enc, torch.tensor([5]), beam=8, length_norm=False)[0]
+        g = greedy_search_batch(model, enc, torch.tensor([5]))[0].tokens
+        m = modified_beam_search(model, enc, torch.tensor([5]), beam=8, length_norm=False)[0].tokens
         c = (0, 0)
         assert hyps[c + tuple(m)] >= hyps[c + tuple(g)] - 1e-12
 
@@ -147,7 +147,7 @@ def test_modified_beam_search_decoder_work_is_not_repeated(tiny_model: TinyTrans
     tiny_model.decoder.calls = 0
     greedy_search_batch(tiny_model, enc, lens)
     hyps = greedy_search_batch(tiny_model, enc, lens)
-    assert tiny_model.decoder.calls == 2 * (1 + sum(len(h) for h in hyps))  # two runs
+    assert tiny_model.decoder.calls == 2 * (1 + sum(len(h.tokens) for h in hyps))  # two runs
     assert calls > 0
 
 
@@ -161,3 +161,58 @@ def test_bad_input_is_rejected(tiny_model: TinyTransducer):
         modified_beam_search(tiny_model, enc, torch.tensor([5, 5]), beam=0)
     with pytest.raises(ValueError, match="max_sym_per_frame"):
         greedy_search_batch(tiny_model, enc, torch.tensor([5, 5]), max_sym_per_frame=0)
+
+
+def _onsets(script: list[int]) -> list[int]:
+    """Frame on which each label of _expected(script) starts."""
+    return [t for t, x in enumerate(script) if x != 0 and (t == 0 or script[t - 1] != x)]
+
+
+def test_every_search_gives_the_frame_and_log_prob_of_each_token(script_model: ScriptTransducer):
+    """On the script model each label is emitted on the first frame of its run, with the joiner's log-probability
+    there; the greedy score is the log-probability of the whole path (every frame's symbol)."""
+    enc, lens = script_model.encoder_out_for(SCRIPTS)
+    found = {
+        "greedy": greedy_search_batch(script_model, enc, lens),
+        "greedy_3": greedy_search_batch(script_model, enc, lens, max_sym_per_frame=3),
+        "modified": modified_beam_search(script_model, enc, lens, beam=4),
+        "beam": [beam_search(script_model, enc[i : i + 1, :n], beam=2) for i, n in enumerate(lens.tolist())],
+    }
+    for name, hyps in found.items():
+        for script, h in zip(SCRIPTS, hyps):
+            assert h.tokens == _expected(script), name
+            assert h.frames == _onsets(script), name
+            assert len(h.log_probs) == len(h.tokens) and all(-1.0 < lp <= 0.0 for lp in h.log_probs), name
+
+
+def _one_symbol_path(model, enc: torch.Tensor, tokens: list[int], frames: list[int]) -> tuple[list[float], float]:
+    """Teacher-forced log-probabilities of each token and of the whole path (a blank on every frame without a
+    token) of a one-symbol-per-frame alignment. enc: (T, D) of one utterance."""
+    context = [model.blank_id] * model.context_size
+    at = dict(zip(frames, tokens))
+    lps, total = [], 0.0
+    for t in range(enc.size(0)):
+        dec = model.joiner.decoder_proj(model.decoder(torch.tensor([context[-model.context_size :]]), need_pad=False))
+        logp = model.joiner(model.joiner.encoder_proj(enc[t : t + 1]), dec[:, 0], project_input=False).log_softmax(-1)
+        y = at.get(t, model.blank_id)
+        total += float(logp[0, y])
+        if y != model.blank_id:
+            lps.append(float(logp[0, y]))
+            context.append(y)
+    return lps, total
+
+
+def test_greedy_and_modified_beam_log_probs_are_the_joiners(tiny_model: TinyTransducer):
+    """Each token's log-probability is the joiner's at its frame and context; greedy's score is its path's."""
+    torch.manual_seed(4)
+    lens = torch.tensor([9, 5])
+    enc = torch.randn(2, 9, 8, dtype=torch.float64)
+    with torch.no_grad():
+        for h, n, e in zip(greedy_search_batch(tiny_model, enc, lens), lens.tolist(), enc):
+            lps, total = _one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
+            assert h.log_probs == pytest.approx(lps, abs=1e-9) and h.score == pytest.approx(total, abs=1e-9)
+            assert len(set(h.frames)) == len(h.frames) and h.frames == sorted(h.frames)
+        for h, n, e in zip(modified_beam_search(tiny_model, enc, lens, beam=4, length_norm=False), lens.tolist(), enc):
+            lps, total = _one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
+            assert h.log_probs == pytest.approx(lps, abs=1e-9)
+            assert h.score >= total - 1e-9  # merged alignments add up: at least the kept path's probability

@@ -40,5 +40,5 @@ def pytorch_hyps(trained, samples) -> dict[str, list[list[int]]]:
             f = training_fbank(s)  # (T, F)
             enc, enc_lens = trained.model.encode(f.unsqueeze(0), torch.tensor([f.size(0)]))
             for method in out:
-                out[method].append(search(trained.model, enc, enc_lens, method, beam=4)[0])
+                out[method].append(search(trained.model, enc, enc_lens, method, beam=4)[0].tokens)
     return out

@@ -32,7 +32,7 @@ def test_our_searches_on_jit_equal_pytorch(trained, exported, samples, pytorch_h
             f = training_fbank(s)
             enc, enc_lens = model.encode(f.unsqueeze(0), torch.tensor([f.size(0)]))
             for method in ("greedy", "modified_beam_search"):
-                assert search(model, enc, enc_lens, method, beam=4)[0] == pytorch_hyps[method][i], (method, i)
+                assert search(model, enc, enc_lens, method, beam=4)[0].tokens == pytorch_hyps[method][i], (method, i)
 
 
 def test_transcribe_files_jit(trained, exported, pytorch_hyps):
