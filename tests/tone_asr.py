@@ -35,25 +35,55 @@ class TrainedTiny:
 
 def synth(words: list[str], rng: np.random.Generator) -> np.ndarray:
     """Float32 samples in [-1, 1] of a word sequence."""
+    return synth_timed(words, rng)[0]
+
+
+def synth_timed(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """`synth`'s samples (the same for the same generator state) and each word's tone onset and offset in seconds."""
     parts = [0.002 * rng.standard_normal(int(EDGE_S * SR))]
+    spans = []
+    at = parts[0].size
     for w in words:
         f = FREQS[WORDS.index(w)] * (1 + 0.03 * rng.standard_normal())
         n = int(TONE_S * SR * (1 + 0.15 * rng.uniform(-1, 1)))
         t = np.arange(n) / SR
         env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms ramps
         parts.append(0.3 * rng.uniform(0.5, 1.0) * env * np.sin(2 * np.pi * f * t) + 0.002 * rng.standard_normal(n))
+        spans.append((at / SR, (at + n) / SR))
         parts.append(0.002 * rng.standard_normal(int(GAP_S * SR * rng.uniform(0.5, 1.5))))
+        at += n + parts[-1].size
     parts.append(0.002 * rng.standard_normal(int(EDGE_S * SR)))
-    return np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts).astype(np.float32), spans
 
 
 def corpus(n: int, seed: int) -> list[tuple[list[str], np.ndarray]]:
+    """n random utterances of 2 to 6 words: (words, samples)."""
+    return [(words, audio) for words, audio, _ in corpus_timed(n, seed)]
+
+
+def corpus_timed(n: int, seed: int) -> list[tuple[list[str], np.ndarray, list[tuple[float, float]]]]:
+    """`corpus` (the same audio for the same seed) with each word's tone onset and offset in seconds."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=int(rng.integers(2, 7)))]
-        out.append((words, synth(words, rng)))
+        out.append((words, *synth_timed(words, rng)))
     return out
+
+
+def joined(
+    first: tuple[list[str], np.ndarray, list[tuple[float, float]]],
+    second: tuple[list[str], np.ndarray, list[tuple[float, float]]],
+    gap_s: float,
+    rng: np.random.Generator,
+    noise: float = 0.002,
+) -> tuple[list[str], np.ndarray, list[tuple[float, float]]]:
+    """Two timed utterances (corpus_timed's items) joined by `gap_s` seconds of near-silence (white noise of standard
+    deviation `noise`, the level of the gaps between words): words, samples, each word's tone onset and offset."""
+    (w1, a1, s1), (w2, a2, s2) = first, second
+    gap = (noise * rng.standard_normal(int(gap_s * SR))).astype(np.float32)
+    shift = (a1.size + gap.size) / SR
+    return w1 + w2, np.concatenate([a1, gap, a2]), s1 + [(a + shift, b + shift) for a, b in s2]
 
 
 def model_config() -> dict:
@@ -66,8 +96,10 @@ def model_config() -> dict:
     }  # fmt: skip
 
 
-def train_tiny(work: Path, steps: int = 300, seed: int = 0) -> TrainedTiny:
-    """Train the tone-language model under `work` (a few tens of seconds on one CPU core)."""
+def train_tiny(work: Path, steps: int = 300, seed: int = 0, long_silences: int = 0) -> TrainedTiny:
+    """Train the tone-language model under `work` (a few tens of seconds on one CPU core). `long_silences` > 0 adds
+    that many training utterances made of two utterances joined by 0.5 to 2.5 s of near-silence (0: the shared
+    fixture's model, unchanged)."""
     from lhotse import Fbank, FbankConfig
     from omegaconf import OmegaConf
 
@@ -82,6 +114,11 @@ def train_tiny(work: Path, steps: int = 300, seed: int = 0) -> TrainedTiny:
     texts = [" ".join(w) for w, _ in train]
     bpe = train_bpe(texts + [" ".join(WORDS)] * 4, work / "lang", vocab_size=VOCAB)
     tok = Tokenizer(bpe)
+    if long_silences:
+        rng = np.random.default_rng(seed + 1000)
+        pairs = corpus_timed(2 * long_silences, seed + 1000)
+        train = train + [joined(a, b, float(rng.uniform(0.5, 2.5)), rng)[:2] for a, b in zip(pairs[::2], pairs[1::2])]
+        texts = [" ".join(w) for w, _ in train]
     fbank = Fbank(FbankConfig(num_filters=80))
     feats = [torch.from_numpy(fbank.extract(a, SR)).float() for _, a in train]
     labels = [torch.tensor(ids) for ids in tok.encode(texts)]
