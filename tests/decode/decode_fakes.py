@@ -119,6 +119,23 @@ def assert_same_hyps(got: list, want: list, tol: float = 1e-9) -> None:
         assert g.log_probs == pytest.approx(w.log_probs, abs=tol) and g.score == pytest.approx(w.score, abs=tol)
 
 
+def one_symbol_path(model, enc: torch.Tensor, tokens: list[int], frames: list[int]) -> tuple[list[float], float]:
+    """Teacher-forced log-probabilities of each token and of the whole path (a blank on every frame without a
+    token) of a one-symbol-per-frame alignment. enc: (T, D) of one utterance."""
+    context = [model.blank_id] * model.context_size
+    at = dict(zip(frames, tokens))
+    lps, total = [], 0.0
+    for t in range(enc.size(0)):
+        dec = model.joiner.decoder_proj(model.decoder(torch.tensor([context[-model.context_size :]]), need_pad=False))
+        logp = model.joiner(model.joiner.encoder_proj(enc[t : t + 1]), dec[:, 0], project_input=False).log_softmax(-1)
+        y = at.get(t, model.blank_id)
+        total += float(logp[0, y])
+        if y != model.blank_id:
+            lps.append(float(logp[0, y]))
+            context.append(y)
+    return lps, total
+
+
 def exact_best(model: nn.Module, encoder_out: Tensor, length_norm: bool) -> tuple[list[int], dict]:
     """Brute force: the posterior of every label sequence with at most one symbol per frame (all alignments
     summed), and the best sequence. encoder_out: (T, D) of one utterance."""

@@ -12,7 +12,7 @@ from asr.lm.fusion import LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
 from asr.lm.kneser_ney import train_kneser_ney
 from asr.lm.ngram import NgramLm, read_arpa, write_arpa
 
-from tests.decode.decode_fakes import TinyTransducer, assert_same_hyps, exact_best, tokens_of
+from tests.decode.decode_fakes import TinyTransducer, assert_same_hyps, exact_best, one_symbol_path, tokens_of
 
 V = 4  # the tiny model's labels 1..3; the LM's <s>/</s> is id 3 (the model may emit it; fusion must not)
 BOS = EOS = 3
@@ -185,3 +185,18 @@ def test_wide_beam_word_lm_search_is_exact(tmp_path, seed, order, scale, bonus):
     fusion = WordNgramFusion(lm, LexiconFusion(WORDS, PIECES), [2, 3, 4], scale, bonus)
     got = modified_beam_search(model, enc, torch.tensor([4]), beam=6**4, length_norm=False, fusion=fusion)
     assert tokens_of(got) == [want]
+
+
+def test_fused_search_reports_the_joiners_log_probs(tmp_path):
+    """With fusion, each token's log-probability is still the joiner's (the LM's score is not in it)."""
+    lm = tiny_lm(tmp_path, 3)
+    model = TinyTransducer(vocab_size=V, seed=3).eval()
+    torch.manual_seed(3)
+    lens = torch.tensor([8, 5])
+    enc = torch.randn(2, 8, 8, dtype=torch.float64)
+    hyps = modified_beam_search(model, enc, lens, beam=4, fusion=NgramFusion(lm, 2.0, 0.5))
+    assert any(h.tokens for h in hyps)
+    with torch.no_grad():
+        for h, e, n in zip(hyps, enc, lens.tolist()):
+            lps, _ = one_symbol_path(model, e[:n], h.tokens, h.frames)
+            assert h.log_probs == pytest.approx(lps, abs=1e-9)

@@ -7,7 +7,7 @@ from asr.decode.beam_search import beam_search
 from asr.decode.greedy import greedy_search_batch
 from asr.decode.modified_beam_search import modified_beam_search
 
-from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer, assert_same_hyps, exact_best, tokens_of
+from tests.decode.decode_fakes import ScriptTransducer, TinyTransducer, assert_same_hyps, exact_best, one_symbol_path, tokens_of
 
 # per-frame intended labels (0 = blank): the script model emits exactly these labels, in order, once each
 SCRIPTS = [
@@ -185,23 +185,6 @@ def test_every_search_gives_the_frame_and_log_prob_of_each_token(script_model: S
             assert len(h.log_probs) == len(h.tokens) and all(-1.0 < lp <= 0.0 for lp in h.log_probs), name
 
 
-def _one_symbol_path(model, enc: torch.Tensor, tokens: list[int], frames: list[int]) -> tuple[list[float], float]:
-    """Teacher-forced log-probabilities of each token and of the whole path (a blank on every frame without a
-    token) of a one-symbol-per-frame alignment. enc: (T, D) of one utterance."""
-    context = [model.blank_id] * model.context_size
-    at = dict(zip(frames, tokens))
-    lps, total = [], 0.0
-    for t in range(enc.size(0)):
-        dec = model.joiner.decoder_proj(model.decoder(torch.tensor([context[-model.context_size :]]), need_pad=False))
-        logp = model.joiner(model.joiner.encoder_proj(enc[t : t + 1]), dec[:, 0], project_input=False).log_softmax(-1)
-        y = at.get(t, model.blank_id)
-        total += float(logp[0, y])
-        if y != model.blank_id:
-            lps.append(float(logp[0, y]))
-            context.append(y)
-    return lps, total
-
-
 def test_greedy_and_modified_beam_log_probs_are_the_joiners(tiny_model: TinyTransducer):
     """Each token's log-probability is the joiner's at its frame and context; greedy's score is its path's."""
     torch.manual_seed(4)
@@ -209,10 +192,10 @@ def test_greedy_and_modified_beam_log_probs_are_the_joiners(tiny_model: TinyTran
     enc = torch.randn(2, 9, 8, dtype=torch.float64)
     with torch.no_grad():
         for h, n, e in zip(greedy_search_batch(tiny_model, enc, lens), lens.tolist(), enc):
-            lps, total = _one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
+            lps, total = one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
             assert h.log_probs == pytest.approx(lps, abs=1e-9) and h.score == pytest.approx(total, abs=1e-9)
             assert len(set(h.frames)) == len(h.frames) and h.frames == sorted(h.frames)
         for h, n, e in zip(modified_beam_search(tiny_model, enc, lens, beam=4, length_norm=False), lens.tolist(), enc):
-            lps, total = _one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
+            lps, total = one_symbol_path(tiny_model, e[:n], h.tokens, h.frames)
             assert h.log_probs == pytest.approx(lps, abs=1e-9)
             assert h.score >= total - 1e-9  # merged alignments add up: at least the kept path's probability
