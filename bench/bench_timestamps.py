@@ -64,10 +64,16 @@ def load(args) -> tuple[torch.nn.Module, list[str], list[tuple[np.ndarray, list[
         from asr.data.tokenizer import Tokenizer
         from tests.tone_asr import corpus_timed, train_tiny
 
-        work = Path(tempfile.mkdtemp(prefix="bench_timestamps_"))
-        trained = train_tiny(work)
+        work = Path(args.work or tempfile.mkdtemp(prefix="bench_timestamps_"))
+        if (work / "model.pt").is_file():  # a model this script trained and kept (--work)
+            model = torch.load(work / "model.pt", weights_only=False)
+            bpe = work / "lang" / "bpe.model"
+        else:
+            trained = train_tiny(work)
+            model, bpe = trained.model, trained.bpe_model
+            torch.save(model, work / "model.pt")
         utts = [(a, w, s) for w, a, s in corpus_timed(args.num_utts, 1)]
-        return trained.model, pieces_of(Tokenizer(trained.bpe_model)), utts
+        return model, pieces_of(Tokenizer(bpe)), utts
     from asr.decode.inference import InferenceConfig, load_inference
 
     inf = load_inference(InferenceConfig(exp_dir=args.exp_dir, epoch=args.epoch, avg=args.avg, device="cpu"))
@@ -78,6 +84,7 @@ def load(args) -> tuple[torch.nn.Module, list[str], list[tuple[np.ndarray, list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tone", action="store_true", help="train and use the tests' tone-language model")
+    parser.add_argument("--work", default="", help="--tone: keep (and reuse) the trained model here")
     parser.add_argument("--exp-dir", default="", help="an experiment directory (asr.decode.inference)")
     parser.add_argument("--epoch", type=int, default=0)
     parser.add_argument("--avg", type=int, default=1)

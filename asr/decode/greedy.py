@@ -48,8 +48,8 @@ def greedy_search_batch(
     dec = decoder_out_for(model, context[:1]).expand(batch, -1).clone()  # (B, J): every start context is the same
     # tokens[b, t, s]: s-th symbol emitted on frame t, blank where none
     tokens = torch.full((batch, num_frames, max_sym_per_frame), blank, dtype=torch.int64, device=device)
-    token_lp = torch.zeros(batch, num_frames, max_sym_per_frame, dtype=enc.dtype, device=device)  # their log-probs
-    score = torch.zeros(batch, dtype=torch.float64, device=device)  # (B,) log-probability of each path
+    # step_lp[b, t, s]: log-probability of the symbol (label or blank) taken at that step, 0 where none was taken
+    step_lp = torch.zeros(batch, num_frames, max_sym_per_frame, dtype=enc.dtype, device=device)
 
     for t in range(num_frames):
         n = counts[t]
@@ -59,22 +59,22 @@ def greedy_search_batch(
         for s in range(max_sym_per_frame):
             logits = model.joiner(enc[rows, t], dec[rows], project_input=False)  # (N, V)
             y = logits.argmax(dim=-1)  # (N,)
-            best_lp = logits.log_softmax(dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)  # (N,)
-            score[rows] += best_lp.to(score.dtype)
+            lp = logits.log_softmax(dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)  # (N,) log-prob of the symbol
+            if s == 0:
+                step_lp[:n, t, 0] = lp  # rows = 0 .. n - 1: a plain copy, cheaper than indexing
+            else:
+                step_lp[rows, t, s] = lp
             emit = y != blank
             rows, y = rows[emit], y[emit]
             if rows.numel() == 0:
                 break
             tokens[rows, t, s] = y
-            token_lp[rows, t, s] = best_lp[emit]
             context[rows] = torch.cat([context[rows, 1:], y.unsqueeze(1)], dim=1)  # (N, context_size)
             dec[rows] = decoder_out_for(model, context[rows])
 
-    emitted = tokens != blank  # (B, T, S)
-    frame_of = torch.arange(num_frames, device=device).view(1, num_frames, 1).expand_as(tokens)  # (B, T, S)
+    scores = step_lp.double().sum(dim=(1, 2)).tolist()  # the path's log-probability
     hyps: list[Hypothesis] = [None] * batch  # type: ignore[list-item]
-    for i, mask, toks, frames, lps, sc in zip(
-        order.tolist(), emitted.cpu(), tokens.cpu(), frame_of.cpu(), token_lp.cpu(), score.tolist()
-    ):
-        hyps[i] = Hypothesis(toks[mask].tolist(), frames[mask].tolist(), lps[mask].tolist(), sc)
+    for i, toks, lps, score in zip(order.tolist(), tokens.flatten(1).tolist(), step_lp.flatten(1).tolist(), scores):
+        at = [j for j, tok in enumerate(toks) if tok != blank]  # j = t * max_sym_per_frame + s
+        hyps[i] = Hypothesis([toks[j] for j in at], [j // max_sym_per_frame for j in at], [lps[j] for j in at], score)
     return hyps
