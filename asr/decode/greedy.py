@@ -7,6 +7,8 @@ length: utterances are sorted by length so that those form a prefix of the batch
 
 Each hypothesis carries the frame and joiner log-probability of every token, and as score the log-probability of
 its path: every symbol taken, blanks included (a frame that reaches `max_sym_per_frame` labels ends without one).
+The log-probabilities cost no work per step: each step's logits and choices are kept (frames x V numbers in all,
+the size of a few encoder outputs) and normalised in one batch after the search.
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ def greedy_search_batch(
     dec = decoder_out_for(model, context[:1]).expand(batch, -1).clone()  # (B, J): every start context is the same
     # tokens[b, t, s]: s-th symbol emitted on frame t, blank where none
     tokens = torch.full((batch, num_frames, max_sym_per_frame), blank, dtype=torch.int64, device=device)
-    # step_lp[b, t, s]: log-probability of the symbol (label or blank) taken at that step, 0 where none was taken
-    step_lp = torch.zeros(batch, num_frames, max_sym_per_frame, dtype=enc.dtype, device=device)
+    steps: list[tuple[Tensor, Tensor, Tensor, int, int]] = []  # (logits, choices, rows, t, s) of each step
 
     for t in range(num_frames):
         n = counts[t]
@@ -59,11 +60,7 @@ def greedy_search_batch(
         for s in range(max_sym_per_frame):
             logits = model.joiner(enc[rows, t], dec[rows], project_input=False)  # (N, V)
             y = logits.argmax(dim=-1)  # (N,)
-            lp = logits.log_softmax(dim=-1).gather(1, y.unsqueeze(1)).squeeze(1)  # (N,) log-prob of the symbol
-            if s == 0:
-                step_lp[:n, t, 0] = lp  # rows = 0 .. n - 1: a plain copy, cheaper than indexing
-            else:
-                step_lp[rows, t, s] = lp
+            steps.append((logits, y, rows, t, s))
             emit = y != blank
             rows, y = rows[emit], y[emit]
             if rows.numel() == 0:
@@ -72,6 +69,16 @@ def greedy_search_batch(
             context[rows] = torch.cat([context[rows, 1:], y.unsqueeze(1)], dim=1)  # (N, context_size)
             dec[rows] = decoder_out_for(model, context[rows])
 
+    # step_lp[b, t, s]: log-probability of the symbol (label or blank) taken at that step, 0 where none was taken
+    step_lp = torch.zeros(batch, num_frames, max_sym_per_frame, dtype=enc.dtype, device=device)
+    if steps:
+        logits_all = torch.cat([x[0] for x in steps])  # (M, V), M steps of all utterances
+        taken = torch.cat([x[1] for x in steps])  # (M,)
+        step_rows = torch.cat([x[2] for x in steps])  # (M,)
+        sizes = torch.tensor([x[2].numel() for x in steps], device=device)  # (steps,)
+        step_t = torch.tensor([x[3] for x in steps], device=device).repeat_interleave(sizes)  # (M,)
+        step_s = torch.tensor([x[4] for x in steps], device=device).repeat_interleave(sizes)  # (M,)
+        step_lp[step_rows, step_t, step_s] = logits_all.log_softmax(dim=-1).gather(1, taken.unsqueeze(1)).squeeze(1)
     scores = step_lp.double().sum(dim=(1, 2)).tolist()  # the path's log-probability
     hyps: list[Hypothesis] = [None] * batch  # type: ignore[list-item]
     for i, toks, lps, score in zip(order.tolist(), tokens.flatten(1).tolist(), step_lp.flatten(1).tolist(), scores):
