@@ -104,7 +104,8 @@ def main() -> None:
     model, pieces, utts = load(args)
     shift = frame_shift_s(model)
     old_greedy = baseline_greedy(args.baseline_rev)
-    feats = [fbank(a) for a, _, _ in utts]  # (T, F) each
+    num_features = getattr(model.encoder, "num_features", 80)
+    feats = [fbank(a, num_features) for a, _, _ in utts]  # (T, F) each
     inputs = []
     for i in range(0, len(feats), args.batch):
         chunk = feats[i : i + args.batch]

@@ -7,7 +7,7 @@ with the same label sequence are merged by log-adding their probabilities (the f
 sum; the others are emptied). The decoder runs only for slots that have just grown by a label; the others inherit
 their parent's decoder output, so no decoder work is repeated. Labels, with the frame and joiner log-probability of
 each, are recovered at the end from back-pointers; a merged slot keeps the back-pointer of its most probable member,
-so its frames are those of the most probable path.
+so at every merge the frames follow the more probable alternative (icefall keeps the first one added).
 
 With a `fusion` scorer (asr.lm.fusion: a token n-gram LM, a lexicon, or both) it is shallow fusion (icefall's
 `modified_beam_search_lm_shallow_fusion`): every non-blank extension adds the scorer's score for that label in the
