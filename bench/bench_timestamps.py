@@ -5,12 +5,12 @@
         --wavs download/demo/LibriSpeech/test-clean/*/*/*.flac
 
 Cost: every search now returns asr.decode.Hypothesis (frames and log-probs kept beside the tokens), so there is no
-token-only path left to switch off; the baseline is the token-only greedy search of git revision --baseline-rev
-(loaded from `git show`), timed against today's greedy search and against today's greedy search + words_of (the
-words, times and confidences). Target: <= 1.05x. Search time only (the encoder, the same in both, is excluded and
-reported beside: the ratio with it is nearer 1). Each timing is the minimum over --repeats interleaved runs, in
-CPU time of this process (time.process_time, one torch thread), which the other jobs of a shared machine disturb
-less than wall-clock time.
+token-only path left to switch off; the baselines are the token-only greedy and modified beam searches of git
+revision --baseline-rev (loaded from `git show`), timed against today's searches and against today's greedy search
++ words_of (the words, times and confidences). Target: <= 1.05x. Search time only (the encoder, the same in both,
+is excluded and reported beside: the ratio with it is nearer 1). Each timing is the minimum over --repeats
+interleaved runs, in CPU time of this process (time.process_time, one torch thread), which the other jobs of a
+shared machine disturb less than wall-clock time.
 
 Error: per token, |greedy frame - forced-alignment frame| (asr.decode.align on greedy's own tokens) x frame shift,
 in ms (mean and 90th percentile), and the share of tokens within 2 frames; with --tone also each word's start minus
@@ -34,6 +34,7 @@ import torch
 from asr.data.audio import fbank, read_audio
 from asr.decode.align import align_encoded
 from asr.decode.greedy import greedy_search_batch
+from asr.decode.modified_beam_search import modified_beam_search
 from asr.decode.words import frame_shift_s, pieces_of, words_of
 
 
@@ -46,17 +47,19 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def baseline_greedy(rev: str):
-    """greedy_search_batch as revision `rev` wrote it (token ids only), or None where git cannot show it."""
+def baseline(rev: str, module: str, name: str):
+    """Function `name` of asr/decode/<module>.py as revision `rev` wrote it (token ids only), or None where git
+    cannot show it."""
     root = Path(__file__).resolve().parents[1]
+    path = f"asr/decode/{module}.py"
     try:
-        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:asr/decode/greedy.py"],
+        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{path}"],
                              capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    module = types.ModuleType("baseline_greedy")
-    exec(compile(src, f"{rev}:asr/decode/greedy.py", "exec"), module.__dict__)
-    return module.greedy_search_batch
+    namespace = types.ModuleType(f"baseline_{module}")
+    exec(compile(src, f"{rev}:{path}", "exec"), namespace.__dict__)
+    return getattr(namespace, name)
 
 
 def load(args) -> tuple[torch.nn.Module, list[str], list[tuple[np.ndarray, list[str] | None, list | None]]]:
@@ -103,7 +106,8 @@ def main() -> None:
 
     model, pieces, utts = load(args)
     shift = frame_shift_s(model)
-    old_greedy = baseline_greedy(args.baseline_rev)
+    old_greedy = baseline(args.baseline_rev, "greedy", "greedy_search_batch")
+    old_modified = baseline(args.baseline_rev, "modified_beam_search", "modified_beam_search")
     num_features = getattr(model.encoder, "num_features", 80)
     feats = [fbank(a, num_features) for a, _, _ in utts]  # (T, F) each
     inputs = []
@@ -122,9 +126,16 @@ def main() -> None:
         def run_words():
             return [[words_of(h, pieces, shift) for h in greedy_search_batch(model, e, n)] for e, n in batches]
 
-        runs = {"token-only (baseline)": run_old, "Hypothesis": run_new, "Hypothesis + words_of": run_words}
-        if old_greedy is None:
-            del runs["token-only (baseline)"]
+        def run_old_modified():
+            return [old_modified(model, e, n, beam=4) for e, n in batches]
+
+        def run_modified():
+            return [modified_beam_search(model, e, n, beam=4) for e, n in batches]
+
+        runs = {"token-only (baseline)": run_old, "Hypothesis": run_new, "Hypothesis + words_of": run_words,
+                "modified beam 4, token-only (baseline)": run_old_modified, "modified beam 4, Hypothesis": run_modified}
+        if old_greedy is None or old_modified is None:
+            runs = {k: v for k, v in runs.items() if "baseline" not in k}
         best = dict.fromkeys(runs, float("inf"))
         t_enc = float("inf")
         for _ in range(args.repeats):
@@ -150,9 +161,10 @@ def main() -> None:
     print(f"CPU: {cpu_model()}, torch threads {torch.get_num_threads()}; {len(utts)} utterances, {audio:.1f} s of "
           f"audio, {len(err)} tokens; frame shift {shift * 1000:.0f} ms")
     print(f"encoder (the same batches of {args.batch}): {t_enc * 1000:.1f} ms\n")
-    print("| greedy search | ms | ratio to token-only | ratio with the encoder |\n|---|---|---|---|")
-    base = best.get("token-only (baseline)")
+    print("| search | ms | ratio to token-only | ratio with the encoder |\n|---|---|---|---|")
     for name, t in best.items():
+        base = best.get("modified beam 4, token-only (baseline)" if "modified" in name else "token-only (baseline)")
+        name = name if "modified" in name else f"greedy, {name}"
         ratio = f"{t / base:.3f}" if base else "-"
         with_enc = f"{(t + t_enc) / (base + t_enc):.3f}" if base else "-"
         print(f"| {name} | {t * 1000:.1f} | {ratio} | {with_enc} |")
