@@ -16,7 +16,7 @@ from asr.data.tokenizer import Tokenizer
 from asr.decode import align, search, words_of
 from asr.decode.words import frame_shift_s, pieces_of
 
-from tests.tone_asr import corpus_timed
+from tests.tone_asr import SR, corpus_timed, joined
 
 ONSET_TOLERANCE_S = 0.2
 METHODS = ("greedy", "modified_beam_search")
@@ -54,7 +54,7 @@ def test_word_starts_follow_the_tone_onsets(trained, test_set, method: str):
     exact = 0
     for (ref, audio, spans), hyp in zip(test_set, hyps):
         words = words_of(hyp, pieces, shift)
-        _check_words(words, audio.size / 16000)
+        _check_words(words, audio.size / SR)
         if [w.word for w in words] == ref:
             exact += 1
             errors = [w.start - onset for w, (onset, _) in zip(words, spans)]
@@ -75,7 +75,7 @@ def test_forced_alignment_of_the_reference_follows_the_tone_onsets(trained, test
     for (ref, audio, spans), hyp in zip(test_set, hyps):
         words = words_of(hyp, pieces, shift)
         assert [w.word for w in words] == ref
-        _check_words(words, audio.size / 16000)
+        _check_words(words, audio.size / SR)
         errors += [abs(w.start - onset) for w, (onset, _) in zip(words, spans)]
     assert np.mean(np.array(errors) <= ONSET_TOLERANCE_S) >= 0.9 and max(errors) <= 0.3, errors
 
@@ -106,8 +106,6 @@ def test_two_utterances_joined_by_two_seconds_of_silence(trained, noise: float):
     forced alignment scores the same lattice and agrees. That is the model's timing, not the bookkeeping: a wrong
     frame shift or a lost frame would move every word of the second utterance by up to seconds.
     """
-    from tests.tone_asr import SR, joined
-
     pieces, shift = pieces_of(Tokenizer(trained.bpe_model)), frame_shift_s(trained.model)
     pairs, audios = [], []
     for seed in range(200, 208):
