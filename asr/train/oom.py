@@ -71,7 +71,7 @@ def batch_sizes(batch: Batch) -> str:
     """The sizes that decide a batch's memory: utterances, padded and total frames, seconds, tokens."""
     B, T = batch.features.size(0), batch.features.size(1)
     frames = int(batch.feature_lens.sum())
-    return (f"{B} utterances, {T} padded frames, {frames} frames ({frames * FRAME_SHIFT_S:.1f} s) in all, "
+    return (f"{B} utterances x {T} frames padded, {frames} frames ({frames * FRAME_SHIFT_S:.1f} s) in all, "
             f"{int(batch.token_lens.sum())} tokens (longest {int(batch.token_lens.max()) if B else 0})")  # fmt: skip
 
 

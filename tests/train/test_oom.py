@@ -53,7 +53,7 @@ def test_an_oom_batch_is_skipped_counted_and_logged(tmp_path, reference, phase, 
     assert trainer.state.counters["skipped_batches"] == 0
     assert "out of memory at batch 3 (epoch 1), cut ids ['dummy-mono-cut-0008', 'dummy-mono-cut-0009'" in caplog.text
     # cuts 8 to 11: 0.30 to 0.45 s, 1 to 4 tokens
-    assert "4 utterances, 45 padded frames, 150 frames (1.5 s) in all, 10 tokens (longest 4)" in caplog.text
+    assert "4 utterances x 45 frames padded, 150 frames (1.5 s) in all, 10 tokens (longest 4)" in caplog.text
     assert "batch skipped at batch 3 (epoch 1): out of memory (1 skipped so far, at most 20)" in caplog.text
     got = _params(trainer)
     assert all(torch.equal(got[k], reference[k]) for k in got), "the skipped batch changed the weights"
