@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> float | None:
     best = find_max_duration(scan, args.low, high, tolerance)
     if best is None:
         print(f"not even data.max_duration={args.low:g} fits on {where}: its batch of the longest cut "
-              f"({scan.longest_cut:.1f} s) runs out of memory; lower data.max_cut_duration or the model's size")
+              f"({scan.longest_cut:.1f} s) does not fit; lower data.max_cut_duration or the model's size")
         return None
     at_bound = " (the upper bound: raise --high to look further)" if best >= high else ""
     print(f"largest data.max_duration whose most demanding batches fit on {where}: {seconds(best)} s{at_bound}")

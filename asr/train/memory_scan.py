@@ -193,7 +193,10 @@ class MemoryScan:
         rng = capture_rng()
         buffers = [(b, b.detach().clone()) for b in self.model.buffers()] if self.model is not None else []
         try:
-            for criterion, cuts in pessimistic_batches(self.sample(max_duration)).items():
+            batches = pessimistic_batches(self.sample(max_duration))
+            if not batches:
+                raise ValueError(f"the training sampler yields no batch at max_duration={max_duration:g}")
+            for criterion, cuts in batches.items():
                 self.longest_cut = max(self.longest_cut, max(c.duration for c in cuts))
                 report = self._try(criterion, cuts)
                 reports.append(report)
@@ -313,7 +316,9 @@ def scan_of_data(model: nn.Module, data, loss: LossConfig, device: torch.device,
     dataset = data.train_dataloader().dataset
 
     def sample(max_duration: float):
-        at = AsrDataModule(replace(data.cfg, max_duration=max_duration), data.tokenizer, data.frames_fn)
+        # drop_last off: a corpus smaller than one batch still has one (the worst batches are full ones anyway)
+        at = AsrDataModule(replace(data.cfg, max_duration=max_duration, drop_last=False), data.tokenizer,
+                           data.frames_fn)  # fmt: skip
         return at.train_dataloader().sampler  # iterating it yields CutSets: cut lists only, no features
 
     def make_batch(cuts: list) -> Batch:

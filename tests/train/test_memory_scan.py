@@ -128,3 +128,37 @@ def test_a_scan_that_fits_measures_peak_memory_and_honours_a_limit():
 def test_the_scan_runs_by_default_on_cuda_only():
     assert scan_wanted(None, torch.device("cuda")) and not scan_wanted(None, CPU)
     assert scan_wanted(True, CPU) and not scan_wanted(False, torch.device("cuda"))
+
+
+# ------------------------------------------------------------------------ the finder and the trainer's hook, end to end
+from tests.train.test_entry import _train, prepared  # noqa: E402,F401  (the tiny prepared corpus, module-scoped)
+
+TINY = ["model=conformer_small", "model.vocab_size=34", "model.encoder.d_model=16", "model.encoder.num_heads=2",
+        "model.encoder.ff_dim=32", "model.encoder.num_layers=1", "model.decoder.decoder_dim=16",
+        "model.joiner.joiner_dim=16", "data=demo", "data.num_buckets=2", "data.num_workers=0", "trainer=demo",
+        "trainer.amp=none"]  # fmt: skip
+
+
+def test_find_batch_size_on_cpu_with_a_memory_limit(prepared, capsys, caplog):  # noqa: F811
+    import logging
+
+    from asr.train.find_batch_size import main
+
+    caplog.set_level(logging.INFO, logger="asr.train")
+
+    data = [f"data.manifest_dir={prepared / 'fbank'}", f"data.bpe_model={prepared / 'lang' / 'bpe.model'}"]
+    best = main(["--memory-limit-gb", "64", "--high", "20", "--tolerance", "2", *TINY, *data])
+    out = capsys.readouterr().out
+    assert best == 20.0 and "20 s (the upper bound: raise --high" in out
+    assert out.strip().splitlines()[-1] == "data.max_duration=18"
+    assert main(["--memory-limit-gb", "0.01", "--high", "20", "--tolerance", "2", *TINY, *data]) is None
+    out = capsys.readouterr().out
+    assert "not even data.max_duration=1 fits on cpu, precision none, limit 0.01 GiB" in out
+    assert "does not fit: peak" in caplog.text and "over the limit of 0.01 GiB" in caplog.text  # measured
+
+
+def test_training_scans_before_its_first_batch_when_asked(prepared, tmp_path, python_exe):  # noqa: F811
+    run = _train(prepared, tmp_path / "exp", python_exe, "trainer.max_steps=1", "trainer.scan_oom=true")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "memory scan: the most demanding batches at data.max_duration=8 fit, peak" in run.stdout
+    assert "memory scan at max_duration=8: the most_padded batch" in run.stdout
