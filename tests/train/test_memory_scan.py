@@ -25,7 +25,7 @@ def _cut(i: int, duration: float):
 
 
 def test_pessimistic_batches_by_criterion():
-    a = [_cut(0, 1.0)] * 0 + [_cut(0, 1.0), _cut(1, 1.0), _cut(2, 1.0), _cut(3, 1.0), _cut(4, 1.0)]  # 5 x 1.0
+    a = [_cut(i, 1.0) for i in range(5)]  # padded 5.0
     b = [_cut(5, 3.0), _cut(6, 2.9)]  # padded 6.0, longest 3.0
     c = [_cut(7, 8.0)]  # the longest cut alone
     d = [_cut(8, 2.0), _cut(9, 1.0), _cut(10, 1.0)]  # padded 6.0 too, longest 2.0
