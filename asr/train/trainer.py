@@ -47,7 +47,8 @@ class Trainer:
     """Trains `model` over the batches of `make_train_loader`, one optimiser step per batch.
 
     Args:
-        model: the Transducer (not wrapped; DDP is added here when world_size > 1), already on `dist.device`. Its
+        model: the Transducer (not wrapped; with world_size > 1 DDP is added here, or with trainer.skip_oom_batches
+            the gradients are all-reduced by asr.train.oom), already on `dist.device`. Its
             encoder's output_lengths counts the frames of the loss.
         optimizer, schedule: from asr.train.optim.build_optimizer.
         cfg: the loop's settings.
