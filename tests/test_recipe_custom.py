@@ -134,9 +134,11 @@ def test_prepare_sh_imports_once_and_guards_its_data(tmp_path):
     assert report["read"]["all"]["skipped"] == {"audio with no transcript line": 1}
     assert report["split"]["by"] == "speaker" and set(report["sets"]) == {"train", "dev", "test"}
     assert report["settings"]["split"]["dev_fraction"] == 0.25
-    for name in ("train", "dev", "test"):
-        assert (work / "data" / "fbank" / f"librispeech_cuts_{name}.jsonl.gz").is_file()
-    assert (work / "data" / "fbank" / "librispeech_cuts_train-all-shuf.jsonl.gz").is_file()
+    for name in ("train", "dev", "test"):  # the recipe's own manifest names (data.manifest_prefix=custom)
+        assert (work / "data" / "manifests" / f"custom_supervisions_{name}.jsonl.gz").is_file()
+        assert (work / "data" / "fbank" / f"custom_cuts_{name}.jsonl.gz").is_file()
+    assert (work / "data" / "fbank" / "custom_cuts_train-all-shuf.jsonl.gz").is_file()
+    assert not list((work / "data").rglob("librispeech_*"))
     assert (work / "data" / "lang_bpe_30" / "bpe.model").is_file()
 
     again = run(*args)

@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lang-dir", type=Path, required=True)
     ap.add_argument("--vocab-size", type=int, default=500)
     ap.add_argument("--model-type", default="unigram")
+    ap.add_argument("--prefix", default="librispeech", help="read <prefix>_supervisions_train*.jsonl.gz")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    texts = train_transcripts(args.manifests)
+    texts = train_transcripts(args.manifests, args.prefix)
     # sentencepiece trains in one call, with no progress of its own: a line before it says what it is doing
     log.info("training a %d-unit %s BPE model on %d transcripts (%.1f M characters)...", args.vocab_size,
              args.model_type, len(texts), sum(map(len, texts)) / 1e6)

@@ -11,9 +11,12 @@ class DataConfig:
     manifest_dir: str = "data/fbank"
     # The sentencepiece model of prepare.sh stage 4; 500 units as icefall's LibriSpeech transducers.
     bpe_model: str = "data/lang_bpe_500/bpe.model"
+    # Manifests are named <manifest_prefix>_<kind>_<subset>.jsonl.gz: "librispeech" as icefall's LibriSpeech recipe;
+    # recipes/custom writes and reads "custom_*" (the --prefix of asr.data.importers, features and bpe).
+    manifest_prefix: str = "librispeech"
     # Combined, shuffled, speed-perturbed training cuts (icefall's name), inside manifest_dir.
     train_cuts: str = "librispeech_cuts_train-all-shuf.jsonl.gz"
-    # Validation subsets: cuts `librispeech_cuts_<name>.jsonl.gz`, joined into one validation loader.
+    # Validation subsets: cuts `<manifest_prefix>_cuts_<name>.jsonl.gz`, joined into one validation loader.
     valid_sets: list[str] = field(default_factory=lambda: ["dev-clean", "dev-other"])
     # Test subsets, one loader each (decoding reports a WER per set).
     test_sets: list[str] = field(default_factory=lambda: ["test-clean", "test-other"])

@@ -7,7 +7,7 @@ Cuts are processed in fixed chunks, each written to its own `LilcomChunkyWriter`
 beside it, so an interrupted run resumes without recomputing finished chunks. A cut whose audio cannot be decoded
 is skipped with a warning and counted; the others are kept. Training subsets (names starting with "train") get
 speed-perturbed copies (factors 0.9 and 1.1: ids ending `_sp0.9`/`_sp1.1`), and all training cuts are combined and
-shuffled into `librispeech_cuts_train-all-shuf.jsonl.gz` (icefall's names).
+shuffled into `librispeech_cuts_train-all-shuf.jsonl.gz` (icefall's names; `--prefix P` names them `P_*` instead).
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ def compute_features(cuts: CutSet, out_dir: Path, name: str, num_jobs: int = 1, 
     return out, skipped
 
 
-def subset_cuts(manifest_dir: Path, subset: str, speed_perturb: bool) -> CutSet:
+def subset_cuts(manifest_dir: Path, subset: str, speed_perturb: bool, prefix: str = PREFIX) -> CutSet:
     """Cuts of a subset from its recording/supervision manifests, plus speed-perturbed copies when asked."""
-    recs = load_manifest(manifest_dir / manifest_name("recordings", subset))
-    sups = load_manifest(manifest_dir / manifest_name("supervisions", subset))
+    recs = load_manifest(manifest_dir / manifest_name("recordings", subset, prefix))
+    sups = load_manifest(manifest_dir / manifest_name("supervisions", subset, prefix))
     cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
     if any(len(c.supervisions) != 1 or c.supervisions[0].start > 0 or c.supervisions[0].end < c.duration - 1e-3
            for c in cuts):  # segments (Kaldi, imported manifests): one cut per supervision, named after it
@@ -122,31 +122,32 @@ def _write_atomic(cuts: CutSet, path: Path) -> None:
 
 
 def compute_subset(manifest_dir: Path, out_dir: Path, subset: str, num_jobs: int = 1,
-                   num_mel_bins: int = 80, perturb_speed: bool = True) -> Counter[str]:
-    """`out_dir/librispeech_cuts_<subset>.jsonl.gz` with features (skipped when it exists); returns skip counts.
+                   num_mel_bins: int = 80, perturb_speed: bool = True, prefix: str = PREFIX) -> Counter[str]:
+    """`out_dir/<prefix>_cuts_<subset>.jsonl.gz` with features (skipped when it exists); returns skip counts.
 
     Training subsets get the speed-perturbed copies unless `perturb_speed` is False.
     """
-    out_path = out_dir / manifest_name("cuts", subset)
+    out_path = out_dir / manifest_name("cuts", subset, prefix)
     if out_path.exists():
         log.info("%s: features already computed", subset)
         return Counter()
-    cuts = subset_cuts(manifest_dir, subset, speed_perturb=perturb_speed and subset.startswith("train"))
-    cuts, skipped = compute_features(cuts, out_dir, f"{PREFIX}_{subset}", num_jobs, num_mel_bins)
+    cuts = subset_cuts(manifest_dir, subset, speed_perturb=perturb_speed and subset.startswith("train"),
+                       prefix=prefix)
+    cuts, skipped = compute_features(cuts, out_dir, f"{prefix}_{subset}", num_jobs, num_mel_bins)
     validate(cuts, read_data=False)
     _write_atomic(cuts, out_path)
     log.info("%s: %d cuts with features, %.2f h", subset, len(cuts), sum(c.duration for c in cuts) / 3600)
     return skipped.counts
 
 
-def combine_train(out_dir: Path, subsets: list[str], seed: int = SHUFFLE_SEED) -> Path:
+def combine_train(out_dir: Path, subsets: list[str], seed: int = SHUFFLE_SEED, prefix: str = PREFIX) -> Path:
     """Shuffle the lines of every training subset's cuts into one file (icefall's `train-all-shuf`)."""
     lines: list[bytes] = []
     for subset in subsets:
-        with gzip.open(out_dir / manifest_name("cuts", subset)) as f:
+        with gzip.open(out_dir / manifest_name("cuts", subset, prefix)) as f:
             lines.extend(line if line.endswith(b"\n") else line + b"\n" for line in f if line.strip())
     random.Random(seed).shuffle(lines)
-    path = out_dir / TRAIN_ALL
+    path = out_dir / manifest_name("cuts", "train-all-shuf", prefix)
     tmp = path.with_name("tmp." + path.name)
     with gzip.open(tmp, "wb") as f:
         f.writelines(lines)
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--musan", action="store_true", help="compute the MUSAN features instead")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--num-mel-bins", type=int, default=80)
+    ap.add_argument("--prefix", default=PREFIX,
+                    help=f"manifests are named <prefix>_<kind>_<subset>.jsonl.gz (default {PREFIX})")
     ap.add_argument("--perturb-speed", choices=("true", "false"), default="true",
                     help="speed-perturbed copies (0.9, 1.1) of the training subsets (icefall's --perturb-speed)")
     args = ap.parse_args(argv)
@@ -195,16 +198,16 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"asr.data.features: {e}")
         log.info("MUSAN summary: skipped %s", dict(counts) or "nothing")
         return
-    prefix = f"{PREFIX}_recordings_"
+    prefix = f"{args.prefix}_recordings_"
     subsets = args.subsets or sorted(p.name[len(prefix):-len(".jsonl.gz")]
                                      for p in args.manifests.glob(f"{prefix}*.jsonl.gz"))
     if not subsets:
         raise SystemExit(f"asr.data.features: no {prefix}*.jsonl.gz in {args.manifests} (run stage 1 first)")
-    report = {s: compute_subset(args.manifests, args.out, s, args.jobs, args.num_mel_bins, args.perturb_speed == "true")
-              for s in subsets}
+    report = {s: compute_subset(args.manifests, args.out, s, args.jobs, args.num_mel_bins, args.perturb_speed == "true",
+                                args.prefix) for s in subsets}  # fmt: skip
     train = [s for s in subsets if s.startswith("train")]
     if train:
-        combine_train(args.out, train)
+        combine_train(args.out, train, prefix=args.prefix)
     from asr.data.prepare import summarize
 
     log.info("feature summary:\n%s", summarize(report))

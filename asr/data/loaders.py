@@ -56,7 +56,7 @@ class AsrDataModule:
         return path
 
     def _has_cuts(self, subset: str) -> bool:
-        return (self.manifest_dir / manifest_name("cuts", subset)).is_file()
+        return (self.manifest_dir / manifest_name("cuts", subset, self.cfg.manifest_prefix)).is_file()
 
     def train_cuts(self) -> CutSet:
         """The training cuts (lazy), filtered by `train_filter`."""
@@ -67,7 +67,7 @@ class AsrDataModule:
 
     def _eval_cuts(self, subset: str, filtered: bool) -> CutSet:
         """Cuts of a dev/test subset; `filtered` drops those the loss cannot score (validation), at any length."""
-        cuts = load_manifest(self._cuts_path(manifest_name("cuts", subset)))
+        cuts = load_manifest(self._cuts_path(manifest_name("cuts", subset, self.cfg.manifest_prefix)))
         if not filtered:  # a test set is decoded whole: every utterance counts in its WER
             return cuts
         keep = self._filter(0.0, float("inf"))

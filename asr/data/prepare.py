@@ -26,14 +26,16 @@ log = logging.getLogger(__name__)
 #: LibriSpeech's subsets, in the order they are listed.
 LIBRISPEECH_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
                        "train-other-500")
-PREFIX = "librispeech"  # every manifest of the recipe is named manifest_name(kind, subset)
+# Every manifest is named manifest_name(kind, subset, prefix): "librispeech" for the LibriSpeech recipe (icefall's
+# names); recipes/custom passes its own (data.manifest_prefix, the --prefix of the data tools).
+PREFIX = "librispeech"
 MAX_WARNINGS = 20  # per reason and subset; the rest only counted
 
 
 
-def manifest_name(kind: str, subset: str) -> str:
+def manifest_name(kind: str, subset: str, prefix: str = PREFIX) -> str:
     """File name of a manifest: `kind` "recordings", "supervisions" (stage 1) or "cuts" (stage 2, the loaders)."""
-    return f"{PREFIX}_{kind}_{subset}.jsonl.gz"
+    return f"{prefix}_{kind}_{subset}.jsonl.gz"
 
 
 NO_AUDIO = "transcript line with no audio"

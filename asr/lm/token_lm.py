@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--order", type=int, default=6)
     ap.add_argument("--text", type=Path, action="append", default=[], help="LM text file(s), one sentence a line")
     ap.add_argument("--manifests", type=Path, help="without --text: the train transcripts of these manifests")
+    ap.add_argument("--prefix", default="librispeech", help="with --manifests: <prefix>_supervisions_train*")
     ap.add_argument("--max-lines", type=int, default=0, help="read at most this many lines (0: all)")
     ap.add_argument("--word-order", type=int, default=0, help="also a word n-gram of this order (0: none)")
     args = ap.parse_args(argv)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.manifests:
             from asr.data.bpe import train_transcripts
 
-            lines = train_transcripts(args.manifests)
+            lines = train_transcripts(args.manifests, args.prefix)
         else:
             raise ValueError("give --text FILE or --manifests DIR")
         lines = progress(lines, desc="LM text", unit="line")  # reading and tokenising; counting follows

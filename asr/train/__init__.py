@@ -21,6 +21,9 @@ Modules (checkpoint files: asr.checkpoint; the device: asr.device):
     rank_failure  exit_on_failure: a failing rank logs rank, batch, cut ids and exits at once (status 1)
     save_retry    SaveRetry: a failed checkpoint write (ENOSPC, EIO) is retried at the next save point, N in a row stop
     fp16_guard    GradScaleGuard: a collapsing fp16 grad scale -> inf/nan hooks, diagnostic checkpoint, stop
+    oom           out-of-memory batches skipped on every rank together (no DDP: gradients all-reduced after backward)
+    memory_scan   forward+backward on the most demanding batches before training; bisection for max_duration
+    find_batch_size  `python -m asr.train.find_batch_size`: the largest data.max_duration that fits a device
 
 Experiment directory (trainer.exp_dir; only rank 0 writes): the checkpoints checkpoint-{step}.pt and epoch-{E}.pt
 and config.yaml, named and laid out as asr.checkpoint describes, and

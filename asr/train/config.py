@@ -110,3 +110,18 @@ class TrainerConfig:
     fp16_stop_scale: float = 1.0e-5
     fp16_grow_period: int = 100
     fp16_grow_below: float = 8.0
+    # ---- batches that fit (asr.train.oom, asr.train.memory_scan) ----
+    # An out-of-memory error in a batch's forward or backward drops that batch on every rank (logged with its cut
+    # ids and sizes, counted) and training goes on. Under DDP the gradient all-reduce then follows backward instead
+    # of overlapping it (asr.train.oom: a few ms per batch on one node); false keeps DDP's overlap and an
+    # out-of-memory error ends the run, naming the batch (icefall's behaviour).
+    skip_oom_batches: bool = True
+    # Stop once more batches than this ran out of memory (0: no limit): a few rare outliers are worth skipping,
+    # dozens mean data.max_duration is too large for the device and the run would train on a biased subset.
+    max_oom_skips: int = 20
+    # Before training, forward and backward once on the most demanding batches (the longest cuts, the most padded
+    # and the most numerous at data.max_duration), report peak memory, and fail at once, naming the batch and the
+    # largest max_duration that fits, if one runs out of memory (icefall's scan_pessimistic_batches_for_oom).
+    # null: on CUDA only, where it takes seconds and saves hours; on CPU a large batch takes minutes and host
+    # memory rarely runs out.
+    scan_oom: bool | None = None

@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from asr.train.distributed import cleanup_distributed, setup_distributed
+from asr.train.memory_scan import check_batches_fit, scan_of_data, scan_wanted
 from asr.train.optim import build_optimizer
 from asr.train.preemption import EXIT_PREEMPTED
 from asr.train.progress import setup_logging
@@ -84,8 +85,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         clip_grad_norm=obj.optim.clip_grad_norm,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    def scan_then_fit() -> dict[str, float]:
+        if scan_wanted(tcfg.scan_oom, dist.device):  # asr.train.memory_scan: fail now rather than hours later
+            scan = scan_of_data(model, data, obj.loss, dist.device, trainer.amp, optimizer=optimizer)
+            check_batches_fit(scan, obj.data.max_duration)
+        return trainer.fit()
+
     try:
-        stats = exit_on_failure(trainer.fit, dist, trainer.where)  # a distributed rank that fails exits here
+        stats = exit_on_failure(scan_then_fit, dist, trainer.where)  # a distributed rank that fails exits here
     finally:
         cleanup_distributed()
     if trainer.stopped_by is not None:

@@ -34,7 +34,8 @@ log = logging.getLogger("asr.train")
 
 
 def _no_counts() -> dict[str, int]:
-    return {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0, "unreadable_cuts": 0}
+    return {"bad_utterances": 0, "skipped_batches": 0, "nonfinite_grads": 0, "unreadable_cuts": 0,
+            "oom_batches": 0}
 
 
 @dataclass

@@ -21,6 +21,8 @@ from asr.train.averaging import make_model_average, update_model_average
 from asr.train.config import TrainerConfig
 from asr.train.distributed import DistInfo, all_reduce_sum, gather_objects
 from asr.train.fp16_guard import GradScaleCollapsed, GradScaleGuard
+from asr.train.oom import (OomSkips, batch_error, broadcast_module, is_out_of_memory,
+                           reduce_gradients)
 from asr.train.optim import Schedule
 from asr.train.preemption import PreemptionHandler
 from asr.train.progress import Progress, Scalars, format_duration
@@ -45,7 +47,8 @@ class Trainer:
     """Trains `model` over the batches of `make_train_loader`, one optimiser step per batch.
 
     Args:
-        model: the Transducer (not wrapped; DDP is added here when world_size > 1), already on `dist.device`. Its
+        model: the Transducer (not wrapped; with world_size > 1 DDP is added here, or with trainer.skip_oom_batches
+            the gradients are all-reduced by asr.train.oom), already on `dist.device`. Its
             encoder's output_lengths counts the frames of the loss.
         optimizer, schedule: from asr.train.optim.build_optimizer.
         cfg: the loop's settings.
@@ -76,12 +79,14 @@ class Trainer:
         log.info("mixed precision: %s (trainer.amp=%s)", self.amp, cfg.amp)
         self.raw_model = model
         self.model: nn.Module = model
-        if dist.is_distributed:
+        if dist.is_distributed and not cfg.skip_oom_batches:
             self.model = DistributedDataParallel(
                 model,
                 device_ids=[dist.local_rank] if dist.device.type == "cuda" else None,
                 find_unused_parameters=cfg.find_unused_parameters,
             )
+        elif dist.is_distributed:  # asr.train.oom all-reduces the gradients itself: no DDP (nor its buckets' memory)
+            broadcast_module(model, dist)  # rank 0's weights everywhere, as DDP's constructor does
         self.optimizer, self.schedule, self.cfg, self.loss_cfg, self.dist = optimizer, schedule, cfg, loss, dist
         self.make_train_loader, self.valid_loader = make_train_loader, valid_loader
         self.frames_fn = model.encoder.output_lengths  # encoder frames of (B,) input frames
@@ -99,6 +104,7 @@ class Trainer:
         self.fp16_guard = GradScaleGuard(model, cfg.fp16_warn_scale, cfg.fp16_stop_scale, cfg.fp16_grow_period,
                                          cfg.fp16_grow_below)  # fmt: skip
         self._in_progress = ""  # the batch being trained, for where()
+        self.oom_skips = OomSkips(self.state, cfg.max_oom_skips) if cfg.skip_oom_batches else None
         self._saved_at = -1  # batch_idx_train of the last checkpoint written
 
     # ----------------------------------------------------------------------------------------------- checkpoints
@@ -144,30 +150,53 @@ class Trainer:
         )  # fmt: skip
 
     def train_step(self, batch: Batch) -> tuple[BatchLoss, float, float]:
-        """Forward, backward and optimiser step of one batch; returns (loss, grad norm, input frames)."""
+        """Forward, backward and optimiser step of one batch; returns (loss, grad norm, input frames).
+
+        With trainer.skip_oom_batches, forward and backward run on the unwrapped model with no collective, the
+        ranks then agree on the batch and the gradients are all-reduced afterwards (asr.train.oom); without it,
+        DDP all-reduces them during backward."""
         counters = self.state.counters
         self.model.train()
-        res = self.batch_loss(self.model, batch)
-        if res.bad_cut_ids:
-            counters["bad_utterances"] += len(res.bad_cut_ids)
-            log.warning("batch %d: dropped %d utterance(s) with non-finite features or loss, or more tokens than "
-                        "frames: %s", self.state.batch_idx_train, len(res.bad_cut_ids), res.bad_cut_ids)  # fmt: skip
         input_frames = float(batch.feature_lens.sum())
-        ranks_with_loss = int(all_reduce_sum(torch.tensor([float(res.loss is not None)]), self.dist)[0])
+        local = self.oom_skips is not None  # forward and backward with no collective inside
+        at = f"at batch {self.state.batch_idx_train + 1} (epoch {self.state.epoch})"
+        oom_error = None
+        try:
+            res = self.batch_loss(self.raw_model if local else self.model, batch)
+            if res.bad_cut_ids:
+                counters["bad_utterances"] += len(res.bad_cut_ids)
+                log.warning("batch %d: dropped %d utterance(s) with non-finite features or loss, or more tokens "
+                            "than frames: %s", self.state.batch_idx_train, len(res.bad_cut_ids),
+                            res.bad_cut_ids)  # fmt: skip
+            if local and res.loss is not None:
+                self._backward(res.loss)
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            if not local:
+                raise batch_error(e, batch, at) from e
+            oom_error, res = str(e), BatchLoss(loss=None)  # the traceback (and the tensors its frames hold) is let go
+        flags = all_reduce_sum(torch.tensor([float(res.loss is not None), float(oom_error is not None)]), self.dist)
+        ranks_with_loss, ranks_oom = int(flags[0]), int(flags[1])
+        if ranks_oom:
+            self.oom_skips.skip(batch, at, ranks_oom, oom_error, self.dist, self.optimizer)
+            return BatchLoss(loss=None), float("nan"), input_frames
         if ranks_with_loss == 0:
             counters["skipped_batches"] += 1
             log.warning("batch %d skipped: no utterance with a finite loss", self.state.batch_idx_train)
             self.optimizer.zero_grad(set_to_none=True)
             return res, float("nan"), input_frames
-        loss = res.loss
-        if loss is None:  # this rank has nothing: a zero loss through DDP keeps the gradient all-reduce in step
-            loss = zero_loss(self.model, batch.features.size(2), prune_range=self.loss_cfg.prune_range,
-                             frames_fn=self.frames_fn, device=self.dist.device, amp=self.amp)  # fmt: skip
-        # DDP averages gradients over ranks; scaling by world_size makes it the gradient of the global batch's
-        # summed loss, the same as one process with that batch (and the clipping threshold means the same).
-        self.scaler.scale(loss * self.dist.world_size).backward()
-        self.scaler.unscale_(self.optimizer)
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
+        if local:
+            reduce_gradients(params, self.dist)
+            broadcast_module(self.raw_model, self.dist, parameters=False)  # BatchNorm statistics, as DDP does
+        else:
+            loss = res.loss
+            if loss is None:  # this rank has nothing: a zero loss through DDP keeps the gradient all-reduce in step
+                loss = zero_loss(self.model, batch.features.size(2), prune_range=self.loss_cfg.prune_range,
+                                 frames_fn=self.frames_fn, device=self.dist.device, amp=self.amp)  # fmt: skip
+            self._backward(loss)
+        self.scaler.unscale_(self.optimizer)
         max_norm = self.clip_grad_norm if self.clip_grad_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         if self.scaler.is_enabled():
@@ -180,6 +209,12 @@ class Trainer:
             log.warning("batch %d: non-finite gradient norm, optimiser step skipped", self.state.batch_idx_train)
         self.optimizer.zero_grad(set_to_none=True)
         return res, grad_norm, input_frames
+
+    def _backward(self, loss: Tensor) -> None:
+        # Gradients are averaged over ranks (by DDP, or reduce_gradients); scaling by world_size makes them the
+        # gradient of the global batch's summed loss, the same as one process with that batch (and the clipping
+        # threshold means the same).
+        self.scaler.scale(loss * self.dist.world_size).backward()
 
     # -------------------------------------------------------------------------------------------- validation
     @torch.no_grad()
@@ -380,9 +415,10 @@ class Trainer:
         of = f"/{st.batches_per_epoch}" if st.batches_per_epoch else ""
         log.info(
             "epoch %d batch %d%s (step %d): loss %.4f (simple %.4f, pruned %.4f) per frame, lr %.3g, grad norm %.3g, "
-            "%.0f frames/s, elapsed %s, ETA %s, bad utterances %d",
+            "%.0f frames/s, elapsed %s, ETA %s, bad utterances %d, out-of-memory skips %d",
             st.epoch, st.batches_done, of, st.batch_idx_train, stats["loss"], stats["simple_loss"],
             stats["pruned_loss"], stats["lr"], stats["grad_norm"], stats["frames_per_s"],
             format_duration(st.train_seconds), progress.eta(left, time_left), st.counters["bad_utterances"],
+            st.counters.get("oom_batches", 0),
         )  # fmt: skip
         return stats

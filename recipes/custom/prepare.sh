@@ -11,7 +11,7 @@
 #          --case, --punctuation, --numbers, --min-duration, --max-duration, --dev-fraction, --test-fraction,
 #          --seed, ...; see its --help).
 # Stages:
-#   0  import -> data/manifests/librispeech_{recordings,supervisions}_<set>.jsonl.gz and import_report.{json,txt}
+#   0  import -> data/manifests/custom_{recordings,supervisions}_<set>.jsonl.gz and import_report.{json,txt}
 #      (unreadable audio, missing/empty transcripts, durations outside the limits: skipped, counted, reported;
 #      a corpus without dev/test sets is split, seeded, by speaker)
 #   1  80-dim fbank, speed perturbation of the train sets -> data/fbank (asr.data.features, as LibriSpeech's)
@@ -58,6 +58,7 @@ done
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 lang_dir="data/lang_bpe_${vocab_size}"
+prefix=custom  # manifest names: data/{manifests,fbank}/custom_<kind>_<set>.jsonl.gz (conf/data/custom.yaml's)
 mkdir -p data
 log() { echo "$(date '+%F %T') [prepare.sh] $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -87,7 +88,7 @@ if run_stage 0; then
     set -f
     # shellcheck disable=SC2086
     timed "stage 0" "$PY" -m asr.data.importers --format "$format" --corpus "$corpus" --out data/manifests \
-      --jobs "$jobs" $import_args
+      --jobs "$jobs" --prefix "$prefix" $import_args
     set +f
     touch "$m"
   fi
@@ -101,7 +102,7 @@ if run_stage 1; then
   else
     log "stage 1: fbank (+speed perturbation for train) -> data/fbank"
     timed "stage 1" "$PY" -m asr.data.features --manifests data/manifests --out data/fbank --jobs "$jobs" \
-      --perturb-speed "$perturb_speed"
+      --perturb-speed "$perturb_speed" --prefix "$prefix"
     touch "$m"
   fi
 fi
@@ -112,7 +113,8 @@ if run_stage 2; then
     log "stage 2: $lang_dir/bpe.model already trained"
   else
     log "stage 2: BPE ($vocab_size units, unigram) -> $lang_dir/bpe.model"
-    timed "stage 2" "$PY" -m asr.data.bpe --manifests data/manifests --lang-dir "$lang_dir" --vocab-size "$vocab_size"
+    timed "stage 2" "$PY" -m asr.data.bpe --manifests data/manifests --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
+      --prefix "$prefix"
     touch "$m"
   fi
 fi
@@ -125,7 +127,7 @@ if run_stage 3; then
   else
     log "stage 3: ${lm_order}-gram token LM on the train transcripts -> $lm_out"
     timed "stage 3" "$PY" -m asr.lm.token_lm --bpe-model "$lang_dir/bpe.model" --order "$lm_order" \
-      --word-order "$word_lm_order" --out "$lm_out" --manifests data/manifests
+      --word-order "$word_lm_order" --out "$lm_out" --manifests data/manifests --prefix "$prefix"
     touch "$m"
   fi
 fi

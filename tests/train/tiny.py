@@ -5,7 +5,8 @@ Also a script, run by the tests as a subprocess from the repository root (alone,
 With --kill-at K it SIGKILLs itself as it starts training batch K (1-based over the run), as `kill -9` would.
 With --signal-at K it sends itself --signal (TERM, USR1 or INT) as it starts batch K (on rank --signal-rank), and with
 --signal-during-save a second SIGTERM while the checkpoint is written; it then exits with status 75 after that
-batch's checkpoint. With --raise-at K rank --raise-rank raises there (on torchrun's first attempt only).
+batch's checkpoint. With --raise-at K rank --raise-rank raises there (on torchrun's first attempt only). With
+--oom-at K batch K runs out of memory (--oom-in forward or backward) on rank --oom-rank (-1: all).
 At the end it writes DIR/params-rank{R}.pt (the final parameters) and DIR/stats-rank{R}.pt (last logged stats).
 """
 
@@ -168,6 +169,41 @@ def make_trainer(exp_dir, batches: list[Batch], calls: list | None = None, loss:
     return trainer
 
 
+CPU_OOM_MESSAGE = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                   "to allocate 123456789 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def inject_oom(trainer, at: set[int], phase: str = "forward", ranks: set[int] | None = None) -> list[int]:
+    """Makes training batches `at` (1-based over all runs: batch_idx_train + 1) run out of memory on `ranks` (None:
+    every rank): in "forward" (the CPU allocator's RuntimeError, raised as the loss is computed) or half-way
+    through "backward" (torch.OutOfMemoryError from the gradient hook of the model's first parameter, reached
+    after most gradients are accumulated). Returns the list the injected batch numbers are appended to."""
+    rank = trainer.dist.rank
+    injected: list[int] = []
+    batch_loss = trainer.batch_loss
+    first_param = next(trainer.raw_model.parameters())
+
+    def failing(model, batch: Batch):
+        k = trainer.state.batch_idx_train + 1
+        armed = model.training and k in at and (ranks is None or rank in ranks)
+        if armed and phase == "forward":
+            injected.append(k)
+            raise RuntimeError(CPU_OOM_MESSAGE)
+        res = batch_loss(model, batch)
+        if armed and phase == "backward":
+            injected.append(k)
+
+            def fail(grad):
+                handle.remove()
+                raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (injected, batch {k})")
+
+            handle = first_param.register_hook(fail)
+        return res
+
+    trainer.batch_loss = failing
+    return injected
+
+
 def _inject_faults(trainer, args, rank: int, trained: list) -> None:
     """--signal-at, --signal-during-save, --raise-at: wraps trainer.train_step (and the checkpoint write)."""
     step = trainer.train_step
@@ -182,6 +218,8 @@ def _inject_faults(trainer, args, rank: int, trained: list) -> None:
         return step(batch)
 
     trainer.train_step = faulty
+    if args.oom_at:
+        inject_oom(trainer, {args.oom_at}, args.oom_in, None if args.oom_rank < 0 else {args.oom_rank})
     if args.signal_during_save:
         import asr.checkpoint
 
@@ -226,6 +264,10 @@ def main() -> None:
     p.add_argument("--raise-at", type=int, default=0)
     p.add_argument("--raise-rank", type=int, default=0)
     p.add_argument("--collective-timeout", type=float, default=0.0)
+    p.add_argument("--oom-at", type=int, default=0, help="this batch (batch_idx_train + 1) runs out of memory")
+    p.add_argument("--oom-rank", type=int, default=-1, help="on this rank only (-1: every rank)")
+    p.add_argument("--oom-in", choices=["forward", "backward"], default="forward")
+    p.add_argument("--no-skip-oom", action="store_true", help="trainer.skip_oom_batches=false (DDP's overlap)")
     args = p.parse_args()
 
     from asr.train.distributed import cleanup_distributed, setup_distributed
@@ -249,6 +291,7 @@ def main() -> None:
     tcfg = TrainerConfig(
         exp_dir=args.exp_dir, num_epochs=args.epochs, seed=seed, device="cpu", log_interval=2, valid_interval=0,
         save_every_n=args.save_every_n, keep_last_k=2, average_period=2, tensorboard=True,
+        skip_oom_batches=not args.no_skip_oom,
     )  # fmt: skip
     cuts = make_cuts()
     if args.loader == "lhotse":

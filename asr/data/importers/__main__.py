@@ -13,8 +13,8 @@ Formats:
   kaldi   a data dir (wav.scp incl. `cmd |` pipes, text, [segments], [utt2spk]) or a folder of data dirs
   lhotse  recordings + supervisions (or cuts) manifests, or a Shar directory
 
-Writes <out>/librispeech_{recordings,supervisions}_<set>.jsonl.gz (the names asr.data.features, asr.data.bpe and
-the data loaders read), <out>/import_report.json and <out>/import_report.txt. Unreadable audio, missing or empty
+Writes <out>/<prefix>_{recordings,supervisions}_<set>.jsonl.gz (--prefix, default librispeech: the names
+asr.data.features, asr.data.bpe and the data loaders read with the same prefix), <out>/import_report.json and <out>/import_report.txt. Unreadable audio, missing or empty
 transcripts, durations outside [--min-duration, --max-duration] and malformed lines are skipped, counted by kind
 and reported. A corpus given as one set is split (seeded, by speaker) into train/dev/test; one with train* sets
 but no dev or test set gets them split off its largest train set.
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from asr.data.importers.config import CASES, NUMBERS, PUNCTUATION, ImportConfig, SplitConfig, TextNormConfig
 from asr.data.importers.formats import FORMATS
+from asr.data.prepare import PREFIX
 
 log = logging.getLogger("asr.data.importers")
 
@@ -41,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--format", choices=FORMATS)
     ap.add_argument("--corpus", type=Path, help="the corpus folder (or .tsv/.csv file)")
     ap.add_argument("--out", type=Path, required=True, help="manifest folder (recipes: data/manifests)")
+    ap.add_argument("--prefix", default=PREFIX,
+                    help=f"manifests are named <prefix>_<kind>_<set>.jsonl.gz (default {PREFIX}; recipes/custom: custom)")
     ap.add_argument("--list-sets", choices=("train", "dev", "test"),
                     help="print the comma-separated names of the imported sets of this role and exit")
     t = ap.add_argument_group("text normalisation")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         from asr.data.importers.formats import read_corpus
 
         raw = read_corpus(args.format, args.corpus, args.out, args.speaker_from)
-        report = import_corpus(raw, args.out, cfg, fmt=args.format, corpus=str(args.corpus))
+        report = import_corpus(raw, args.out, cfg, fmt=args.format, corpus=str(args.corpus), prefix=args.prefix)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"asr.data.importers: {e}")
     sys.stdout.write((args.out / REPORT_TXT).read_text())

@@ -27,7 +27,7 @@ from asr.data.importers.entries import (BAD_SEGMENT, DIGITS, EMPTY_TRANSCRIPT, N
                                         RawSet, dedupe, role_of)
 from asr.data.importers.split import split_supervisions
 from asr.data.importers.text import TextNormalizer
-from asr.data.prepare import PREFIX
+from asr.data.prepare import PREFIX, manifest_name
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,13 @@ def _write_atomic(manifest, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_set(name: str, recs: list[Recording], sups: list[SupervisionSegment], out_dir: Path) -> None:
+def write_set(name: str, recs: list[Recording], sups: list[SupervisionSegment], out_dir: Path,
+              prefix: str = PREFIX) -> None:
     rec_set = RecordingSet.from_recordings(recs)
     sup_set = SupervisionSet.from_segments(sups)
     validate_recordings_and_supervisions(rec_set, sup_set)
-    _write_atomic(rec_set, out_dir / f"{PREFIX}_recordings_{name}.jsonl.gz")
-    _write_atomic(sup_set, out_dir / f"{PREFIX}_supervisions_{name}.jsonl.gz")
+    _write_atomic(rec_set, out_dir / manifest_name("recordings", name, prefix))
+    _write_atomic(sup_set, out_dir / manifest_name("supervisions", name, prefix))
 
 
 def _set_stats(sups: list[SupervisionSegment]) -> dict:
@@ -150,8 +151,10 @@ def plan_outputs(raw_sets: list[RawSet], kept: dict[str, list[SupervisionSegment
     return out, info
 
 
-def import_corpus(raw_sets: list[RawSet], out_dir: Path, cfg: ImportConfig, fmt: str = "", corpus: str = "") -> dict:
-    """Write the manifests of `raw_sets` into `out_dir`; returns the report (also written as JSON and text)."""
+def import_corpus(raw_sets: list[RawSet], out_dir: Path, cfg: ImportConfig, fmt: str = "", corpus: str = "",
+                  prefix: str = PREFIX) -> dict:
+    """Write the manifests of `raw_sets` into `out_dir`, named <prefix>_{recordings,supervisions}_<set>.jsonl.gz;
+    returns the report (also written as JSON and text)."""
     if not raw_sets:
         raise ValueError(f"no data found in {corpus}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,14 +167,14 @@ def import_corpus(raw_sets: list[RawSet], out_dir: Path, cfg: ImportConfig, fmt:
     outputs, split_info = plan_outputs(raw_sets, kept, cfg)
     # Output sets split off a read set take their recordings from it.
     source_of = {name: name if name in rec_of else (split_info or {}).get("from") for name in outputs}
-    stale = sorted(p.name for p in out_dir.glob(f"{PREFIX}_recordings_*.jsonl.gz")
-                   if p.name[len(PREFIX) + len("_recordings_"):-len(".jsonl.gz")] not in outputs)
+    stale = sorted(p.name for p in out_dir.glob(f"{prefix}_recordings_*.jsonl.gz")
+                   if p.name[len(prefix) + len("_recordings_"):-len(".jsonl.gz")] not in outputs)
     if stale:
         raise ValueError(f"{out_dir} holds manifests of other sets ({', '.join(stale)}): import into an empty "
                          "folder (the feature stage would take every set it finds)")
     for name, sups in outputs.items():
         recs = [rec_of[source_of[name]][rid] for rid in sorted({s.recording_id for s in sups})]
-        write_set(name, recs, sups, out_dir)
+        write_set(name, recs, sups, out_dir, prefix)
     report = {
         "format": fmt, "corpus": corpus, "settings": asdict(cfg),
         "read": {r.name: {"kept": _set_stats(kept[r.name]), "skipped": dict(sorted(r.skipped.counts.items())),
