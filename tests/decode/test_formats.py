@@ -235,7 +235,8 @@ def test_non_ascii_words_round_trip(tmp_path):
 
 
 def test_long_cues_are_wrapped_at_words():
-    words = [W(w, i * 0.3, i * 0.3 + 0.2, 1.0) for i, w in enumerate("the quick brown fox jumps over the lazy dog".split())]
+    text = "the quick brown fox jumps over the lazy dog"
+    words = [W(w, i * 0.3, i * 0.3 + 0.2, 1.0) for i, w in enumerate(text.split())]
     (c,) = cues(words, SubtitleConfig(max_line_chars=20))
     assert c.text == "the quick brown fox\njumps over the lazy\ndog"
     assert parse_srt(to_srt(words, SubtitleConfig(max_line_chars=20)))[0].text == c.text
@@ -298,7 +299,8 @@ def test_broken_srt_names_the_line(text, line, match, tmp_path):
 
 
 def test_vtt_rules():
-    good = "WEBVTT - made by us\n\nNOTE a comment\n\n00:01.000 --> 00:02.000 align:start\nHI\n\nid\n00:00:02.500 --> 00:00:03.000\nTHERE\n"
+    good = ("WEBVTT - made by us\n\nNOTE a comment\n\n00:01.000 --> 00:02.000 align:start\nHI\n\n"
+            "id\n00:00:02.500 --> 00:00:03.000\nTHERE\n")
     assert parse_vtt(good) == [Cue(1, 1.0, 2.0, "HI"), Cue(2, 2.5, 3.0, "THERE")]
     with pytest.raises(FormatError, match=r"^<vtt>:1: .*'WEBVTT'"):
         parse_vtt("1\n00:00:00.000 --> 00:00:01.000\nHI\n")
@@ -323,7 +325,7 @@ def test_broken_ctm_names_the_line(text, line, match):
 
 def test_ctm_comments_and_optional_confidence():
     (r,) = parse_ctm(";; sclite comment\n\nutt 1 0.50 0.25 HI\n")
-    assert (r.file, r.channel, r.start, r.duration, r.word, r.confidence, r.line) == ("utt", "1", 0.5, 0.25, "HI", None, 3)
+    assert r == ("utt", "1", 0.5, 0.25, "HI", None, 3)  # file, channel, start, duration, word, confidence, line
 
 
 @pytest.mark.parametrize("line, match", [
