@@ -236,6 +236,7 @@ def to_ctm(file_id: str, words: Sequence[WordLike], channel: str = "A") -> str:
     for name, v in (("file id", file_id), ("channel", channel)):
         if not v or any(c.isspace() for c in v):
             raise ValueError(f"CTM {name} {v!r} must be non-empty without whitespace")
+    words = list(words)
     lines = []
     for (text, s, e), w in zip(_check_words(words, file_id), words):
         lines.append(f"{file_id} {channel} {s / 1000:.3f} {(e - s) / 1000:.3f} {text} {_confidence(w, file_id):.4f}\n")
@@ -256,7 +257,7 @@ def _confidence(w: WordLike, where: str) -> float:
 
 def to_json(t: Transcript | tuple) -> str:
     """One JSON Lines line (with its newline) of a transcript."""
-    tid, text, words = t
+    tid, text, words = t[0], t[1], list(t[2])
     checked = _check_words(words, str(tid))
     items = [{"word": x, "start": s / 1000, "end": e / 1000, "confidence": round(_confidence(w, str(tid)), 4)}
              for (x, s, e), w in zip(checked, words)]
@@ -271,7 +272,7 @@ def format_transcripts(fmt: str, items: Iterable[Transcript | tuple], *, subtitl
     """The text of `write_transcript` (same arguments, no destination)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown transcript format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    items = [Transcript(str(t[0]), t[1], t[2]) for t in items]
+    items = [Transcript(str(t[0]), t[1], list(t[2])) for t in items]
     if fmt in ("srt", "vtt"):
         if len(items) != 1:
             raise ValueError(f"a {fmt} file holds the subtitles of one audio file, got {len(items)} transcripts: "
