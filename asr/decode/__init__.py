@@ -12,6 +12,7 @@ Modules:
                           tokenizer (one rule for the BPE model), LM fusion, description
     runner                decoding test sets (decode_batches, decode_test_sets, wer_table): recipes' decode.py
     transcribe            the `asr-transcribe` command
+    formats               transcripts with word times written and read back: JSON Lines, SRT, WebVTT, NIST CTM
 
 Checkpoints are chosen, averaged and loaded (weights only) by asr.checkpoint. Kept light on purpose: asr.config
 imports asr.decode.config, and neither this package nor asr.decode.inference imports the training code (asr.train).

@@ -57,8 +57,8 @@ while [ $# -gt 0 ]; do
 done
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-lang_dir="data/lang_bpe_${vocab_size}"
 prefix=custom  # manifest names: data/{manifests,fbank}/custom_<kind>_<set>.jsonl.gz (conf/data/custom.yaml's)
+export MANIFEST_PREFIX=$prefix  # read by scripts/lang_stage.sh
 mkdir -p data
 log() { echo "$(date '+%F %T') [prepare.sh] $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -107,28 +107,11 @@ if run_stage 1; then
   fi
 fi
 
-if run_stage 2; then
-  m=data/.done.stage2.bpe${vocab_size}
-  if [ -f "$m" ] && [ -f "$lang_dir/bpe.model" ]; then
-    log "stage 2: $lang_dir/bpe.model already trained"
-  else
-    log "stage 2: BPE ($vocab_size units, unigram) -> $lang_dir/bpe.model"
-    timed "stage 2" "$PY" -m asr.data.bpe --manifests data/manifests --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
-      --prefix "$prefix"
-    touch "$m"
-  fi
+if run_stage 2; then  # scripts/lang_stage.sh: the BPE and LM stages of both recipes
+  bash "$ROOT/scripts/lang_stage.sh" bpe "$PY" 2 "data/.done.stage2.bpe${vocab_size}" "$vocab_size"
 fi
-
 if run_stage 3; then
-  lm_out="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
-  m=data/.done.stage3.bpe${vocab_size}.lm${lm_order}.words${word_lm_order}
-  if [ -f "$m" ] && [ -f "$lm_out" ]; then
-    log "stage 3: $lm_out already trained"
-  else
-    log "stage 3: ${lm_order}-gram token LM on the train transcripts -> $lm_out"
-    timed "stage 3" "$PY" -m asr.lm.token_lm --bpe-model "$lang_dir/bpe.model" --order "$lm_order" \
-      --word-order "$word_lm_order" --out "$lm_out" --manifests data/manifests --prefix "$prefix"
-    touch "$m"
-  fi
+  bash "$ROOT/scripts/lang_stage.sh" lm "$PY" 3 \
+    "data/.done.stage3.bpe${vocab_size}.lm${lm_order}.words${word_lm_order}" "$vocab_size" "$lm_order" "$word_lm_order"
 fi
 log "done"

@@ -64,7 +64,6 @@ done
 
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 corpus="$dl_dir/LibriSpeech"
-lang_dir="data/lang_bpe_${vocab_size}"
 mkdir -p data
 log() { echo "$(date '+%F %T') [prepare.sh] $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -150,33 +149,12 @@ if run_stage 3; then
   fi
 fi
 
-if run_stage 4; then
-  m=$(done_marker 4 "${corpus_id}.bpe${vocab_size}")
-  if [ -f "$m" ] && [ -f "$lang_dir/bpe.model" ]; then
-    log "stage 4: $lang_dir/bpe.model already trained"
-  else
-    log "stage 4: BPE ($vocab_size units, unigram) -> $lang_dir/bpe.model"
-    timed "stage 4" "$PY" -m asr.data.bpe --manifests data/manifests --lang-dir "$lang_dir" --vocab-size "$vocab_size"
-    touch "$m"
-  fi
+if run_stage 4; then  # scripts/lang_stage.sh: the BPE and LM stages of both recipes
+  bash "$ROOT/scripts/lang_stage.sh" bpe "$PY" 4 "$(done_marker 4 "${corpus_id}.bpe${vocab_size}")" "$vocab_size"
 fi
 if run_stage 5; then
-  lm_text="$dl_dir/lm/librispeech-lm-norm.txt.gz"
-  lm_out="data/lm_bpe_${vocab_size}/tokens_${lm_order}gram.arpa"
-  m=$(done_marker 5 "${corpus_id}.bpe${vocab_size}.lm${lm_order}.words${word_lm_order}")
-  if [ -f "$m" ] && [ -f "$lm_out" ]; then
-    log "stage 5: $lm_out already trained"
-  else
-    if [ -f "$lm_text" ]; then
-      src=(--text "$lm_text" --max-lines "$lm_max_lines")
-    else
-      log "stage 5: no $lm_text; the LM is trained on the train transcripts"
-      src=(--manifests data/manifests)
-    fi
-    log "stage 5: ${lm_order}-gram token LM -> $lm_out"
-    timed "stage 5" "$PY" -m asr.lm.token_lm --bpe-model "$lang_dir/bpe.model" --order "$lm_order" \
-      --word-order "$word_lm_order" --out "$lm_out" "${src[@]}"
-    touch "$m"
-  fi
+  bash "$ROOT/scripts/lang_stage.sh" lm "$PY" 5 \
+    "$(done_marker 5 "${corpus_id}.bpe${vocab_size}.lm${lm_order}.words${word_lm_order}")" "$vocab_size" \
+    "$lm_order" "$word_lm_order" "$dl_dir/lm/librispeech-lm-norm.txt.gz" "$lm_max_lines"
 fi
 log "done"
