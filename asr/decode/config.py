@@ -65,6 +65,9 @@ class DecodeConfig:
     max_duration: float = 300.0
     # "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...
     device: str = "auto"
+    # Also write each test set's word times and confidences as NIST CTM beside the recogs
+    # (<exp_dir>/<method>/ctm-<set>-<method>.ctm; asr.decode.words, asr.decode.formats).
+    ctm: bool = False
     decode: SearchConfig = field(default_factory=SearchConfig)
 
 

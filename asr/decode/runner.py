@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,9 @@ from asr.data.loaders import AsrDataModule
 from asr.data.tokenizer import Tokenizer
 from asr.decode.config import DecodeConfig, check_search
 from asr.decode.inference import Inference, InferenceConfig, load_inference
+from asr.decode.formats import Transcript, write_transcript
 from asr.decode.search import search
+from asr.decode.words import frame_shift_s, pieces_of, words_of
 from asr.lm.fusion import FusionScorer
 from asr.progress import progress
 from asr.metrics.wer import ErrorStats, Result, write_results
@@ -36,6 +38,8 @@ class DecodedSet:
     results: list[Result]
     audio_seconds: float
     elapsed_seconds: float
+    # (cut id, text, words with times) of each utterance when decode_batches was asked for words (CTM), else empty
+    timed: list[Transcript] = field(default_factory=list)
 
     @property
     def rtf(self) -> float:
@@ -55,6 +59,7 @@ def decode_batches(
     fusion: FusionScorer | None = None,
     total: int | None = None,
     desc: str = "decode",
+    words: bool = False,
 ) -> DecodedSet:
     """Decodes every batch; reference and hypothesis are upper-cased and split into words.
 
@@ -66,8 +71,12 @@ def decode_batches(
         fusion: modified_beam_search's shallow fusion (asr.lm.fusion; None: none).
         total: utterances in `batches`, for the progress display's ETA (None: counts and rate only).
         desc: the progress display's name (asr.progress: a bar on a terminal, periodic log lines elsewhere).
+        words: also keep each utterance's words with times and confidences (asr.decode.words) in `timed`.
     """
     results: list[Result] = []
+    timed: list[Transcript] = []
+    if words:
+        pieces, shift = pieces_of(tokenizer), frame_shift_s(model)
     audio = elapsed = 0.0
     bar = progress(total=total, desc=desc, unit="utt")
     for batch in batches:
@@ -82,9 +91,13 @@ def decode_batches(
         audio += float(x_lens.sum()) * FRAME_SHIFT_S
         for cut_id, ref, hyp in zip(cut_ids, texts, hyps):
             results.append(Result(cut_id, ref.upper().split(), hyp.upper().split()))
+        if words:
+            for cut_id, hyp, h in zip(cut_ids, hyps, found):
+                timed.append(Transcript(cut_id, hyp.upper(), [
+                    replace(w, word=w.word.upper()) for w in words_of(h, pieces, shift)]))
         bar.update(len(cut_ids))
     bar.close()
-    return DecodedSet(results=results, audio_seconds=audio, elapsed_seconds=elapsed)
+    return DecodedSet(results=results, audio_seconds=audio, elapsed_seconds=elapsed, timed=timed)
 
 
 def _utterances(loader) -> int | None:
@@ -129,7 +142,8 @@ def decode_data_config(cfg: DecodeConfig, train_config: dict, bpe_model: str | P
 
 def decode_test_sets(cfg: DecodeConfig, inference: Inference | None = None) -> DecodeReport:
     """Decodes the test sets of a decoding config (conf/decode.yaml) and writes
-    <exp_dir>/<method>[_lm]/{recogs,errs,wer-summary}-<set>-<method>[_lm].txt for each.
+    <exp_dir>/<method>[_lm]/{recogs,errs,wer-summary}-<set>-<method>[_lm].txt for each, and with decode.ctm the
+    word times as NIST CTM, ctm-<set>-<method>[_lm].ctm (utterance ids as the file field, channel A).
 
     Args:
         cfg: the decoding config: weights, search, test sets (by name and as LibriSpeech-layout folders).
@@ -155,8 +169,10 @@ def decode_test_sets(cfg: DecodeConfig, inference: Inference | None = None) -> D
         total = _utterances(loader)
         decoded = decode_batches(inf.model, loader, inf.tokenizer, cfg.decode.method, beam=cfg.decode.beam,
                                  max_sym_per_frame=cfg.decode.max_sym_per_frame, device=inf.device,
-                                 fusion=inf.fusion, total=total, desc=f"{method} {name}")  # fmt: skip
+                                 fusion=inf.fusion, total=total, desc=f"{method} {name}", words=cfg.ctm)  # fmt: skip
         stats = write_results(out_dir, name, method, decoded.results, setting=setting)
+        if cfg.ctm:
+            write_transcript("ctm", out_dir / f"ctm-{name}-{method}.ctm", decoded.timed)
         log.info("%s: WER %.2f%% (%d utterances), RTF %.4f", name, stats.wer, len(decoded.results), decoded.rtf)
         sets.append(SetResult(name, stats, len(decoded.results), decoded.rtf))
     return DecodeReport(setting=setting, out_dir=out_dir, sets=sets)

@@ -1,4 +1,5 @@
-"""`asr-transcribe`: transcribes audio files with a trained model, one line per file: path, a tab, the text.
+"""`asr-transcribe`: transcribes audio files with a trained model: by default one line per file, path, a tab, the
+text; with --format, word times and confidences as JSON Lines, SRT or WebVTT subtitles, or NIST CTM.
 
     asr-transcribe --exp-dir recipes/librispeech/exp/l12 --epoch 30 --avg 9 a.flac b.wav
     asr-transcribe --exp-dir exp/demo --checkpoint exp/demo/epoch-3.pt --method modified_beam_search *.wav
@@ -7,6 +8,15 @@
         --lexicon data/lm_bpe_64/words.txt --word-lm data/lm_bpe_64/words_3gram.arpa a.wav
     asr-transcribe --onnx exp/demo/onnx [--int8] --method modified_beam_search a.wav   # sherpa-onnx (asr-export)
     asr-transcribe --jit exp/demo/onnx/jit.pt a.wav                                    # TorchScript (asr-export --jit)
+    asr-transcribe --exp-dir exp/demo --format json *.wav > words.jsonl    # {"path", "text", "words": [...]} a line
+    asr-transcribe --exp-dir exp/demo --format srt --output-dir subs *.wav   # subs/<name>.srt for each file
+    asr-transcribe --exp-dir exp/demo --format ctm *.wav > all.ctm          # sclite's CTM, sorted by file
+
+Word times (asr.decode.words) are those of the search's emissions: a word starts at its first token's encoder frame
+and ends a frame after its last; its confidence is the lowest probability among its tokens. They need the PyTorch
+model (--exp-dir). srt and vtt make one subtitle file per audio file: on standard output for a single file, else
+into --output-dir (named after the audio file); cues hold at most --max-words words and --max-seconds seconds and
+break at pauses over 1 s (asr.decode.formats.SubtitleConfig).
 
 The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
 shallow fusion of prepare.sh stage 5's token n-gram, lexicon and word n-gram, modified beam search only.
@@ -30,11 +40,15 @@ import torch
 
 from asr.data.audio import AudioError, fbank, read_audio
 from asr.decode.config import METHODS, SearchConfig, check_search
+from asr.decode.formats import FORMATS, SubtitleConfig, Transcript, ctm_id, format_transcripts
 from asr.decode.inference import InferenceConfig, InferenceError, load_inference
 from asr.decode.search import search
+from asr.decode.words import Word, frame_shift_s, pieces_of, words_of
 
 PROG = "asr-transcribe"
-Transcriber = Callable[[np.ndarray], str]  # (n,) 16 kHz samples -> upper-cased text; raises AudioError
+# (n,) 16 kHz samples -> upper-cased text and its words with times (empty when the runtime gives none); raises
+# AudioError
+Transcriber = Callable[[np.ndarray], tuple[str, list[Word]]]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--word-lm-scale", type=float, default=d.word_lm_scale, help="weight of the word LM")
     p.add_argument("--word-lm-bonus", type=float, default=d.word_lm_bonus, help="added per completed word")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
+    sub = SubtitleConfig()
+    p.add_argument("--format", default="text", choices=FORMATS, help="text: path<TAB>text lines; json: JSON Lines with "
+                   "word times and confidences; srt, vtt: subtitles; ctm: NIST CTM (default: %(default)s)")
+    p.add_argument("--output-dir", type=Path, help="srt/vtt: write <dir>/<audio name>.<format> for each file "
+                   "(needed for more than one file)")
+    p.add_argument("--max-words", type=int, default=sub.max_words, help="srt/vtt: most words a cue holds")
+    p.add_argument("--max-seconds", type=float, default=sub.max_seconds, help="srt/vtt: longest a cue lasts")
     p.add_argument("files", nargs="+", type=Path, help="wav/flac files")
     return p.parse_args(argv)
 
@@ -75,9 +96,10 @@ def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
         word_lm=args.word_lm, word_lm_scale=args.word_lm_scale, word_lm_bonus=args.word_lm_bonus,
     )  # fmt: skip
     inf = load_inference(cfg)
+    pieces, shift = pieces_of(inf.tokenizer), frame_shift_s(inf.model)
 
     @torch.inference_mode()
-    def transcribe(samples: np.ndarray) -> str:
+    def transcribe(samples: np.ndarray) -> tuple[str, list[Word]]:
         feats = fbank(samples, inf.num_features)  # (T, F)
         x_lens = torch.tensor([feats.size(0)], dtype=torch.int64)
         if int(inf.model.encoder.output_lengths(x_lens)[0]) < 1:
@@ -85,7 +107,8 @@ def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
         enc, enc_lens = inf.model.encode(feats.unsqueeze(0).to(inf.device), x_lens.to(inf.device))
         hyp = search(inf.model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                      fusion=inf.fusion)
-        return inf.tokenizer.decode([hyp[0].tokens])[0].upper()
+        words = [Word(w.word.upper(), w.start, w.end, w.confidence) for w in words_of(hyp[0], pieces, shift)]
+        return inf.tokenizer.decode([hyp[0].tokens])[0].upper(), words
 
     return transcribe
 
@@ -99,12 +122,13 @@ def exported_transcriber(args: argparse.Namespace) -> Transcriber:
 
     if args.onnx:
         try:
-            return SherpaTranscriber(args.onnx, args.method, int8=args.int8, num_threads=1, beam=args.beam)
+            sherpa = SherpaTranscriber(args.onnx, args.method, int8=args.int8, num_threads=1, beam=args.beam)
+            return lambda samples: (sherpa(samples), [])
         except ExportError as e:  # checked before sherpa-onnx sees it (sherpa exits the process on bad metadata)
             raise ValueError(str(e)) from e
 
     jit = JitTranscriber(args.jit)
-    return lambda samples: jit(samples, args.method, args.beam)
+    return lambda samples: (jit(samples, args.method, args.beam), [])
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -116,6 +140,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--int8 goes with --onnx")
     if (args.onnx or args.jit) and (args.lm or args.lexicon or args.word_lm):
         raise ValueError("LM fusion (--lm, --lexicon, --word-lm) needs the PyTorch model (--exp-dir)")
+    if (args.onnx or args.jit) and args.format != "text":
+        raise ValueError(f"--format {args.format} (word times) needs the PyTorch model (--exp-dir); --onnx and --jit "
+                         f"give text only")
+    if args.format in ("srt", "vtt") and len(args.files) > 1 and not args.output_dir:
+        raise ValueError(f"--format {args.format} makes one subtitle file per audio file: give --output-dir for "
+                         f"{len(args.files)} files")
+    if args.max_words < 1 or args.max_seconds <= 0:
+        raise ValueError(f"--max-words must be >= 1 and --max-seconds > 0, got {args.max_words}, {args.max_seconds}")
     if args.onnx and args.method not in ("greedy", "modified_beam_search"):
         raise ValueError(f"sherpa-onnx decodes with greedy or modified_beam_search, not {args.method}")
     check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
@@ -137,15 +169,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     failed = 0
+    subtitles = SubtitleConfig(max_words=args.max_words, max_seconds=args.max_seconds)
+    ctm: list[Transcript] = []  # CTM is written at the end: sclite wants it sorted by file
+    if args.output_dir:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
     for path in args.files:
         try:
-            text = transcribe(read_audio(path))
+            text, words = transcribe(read_audio(path))
         except AudioError as e:
             msg = str(e)
             print(f"{PROG}: {msg if msg.startswith(str(path)) else f'{path}: {msg}'}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}\t{text}", flush=True)
+        result = Transcript(str(path), text, words)
+        if args.format == "ctm":
+            ctm.append(Transcript(ctm_id(path), text, words))  # NIST: the file's name, no folder or extension
+        elif args.format in ("srt", "vtt") and args.output_dir:
+            out = args.output_dir / f"{path.stem}.{args.format}"
+            out.write_text(format_transcripts(args.format, [result], subtitles=subtitles), encoding="utf-8")
+        else:
+            print(format_transcripts(args.format, [result], subtitles=subtitles), end="", flush=True)
+    if ctm:
+        print(format_transcripts("ctm", ctm), end="", flush=True)
     if failed:
         print(f"{PROG}: {failed} of {len(args.files)} files could not be transcribed", file=sys.stderr)
         return 1

@@ -20,6 +20,8 @@ from torch import nn
 from asr.decode.hypothesis import Hypothesis
 
 WORD_BOUNDARY = "\u2581"  # sentencepiece's "▁": a piece that starts a word
+# What pieces_of gives the unknown piece: a word of its own, "⁇", as sentencepiece's decode writes it (" ⁇ ")
+UNK_PIECE = WORD_BOUNDARY + "\u2047"
 # Frame shift of the features every model here is trained on (lhotse's Fbank, asr.data.audio.fbank): 10 ms.
 FEATURE_SHIFT_S = 0.01
 
@@ -48,8 +50,12 @@ def frame_shift_s(model: nn.Module) -> float:
 
 
 def pieces_of(tokenizer) -> list[str]:
-    """The piece of every token id of an asr.data.tokenizer.Tokenizer (index = id)."""
-    return [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    """The piece of every token id of an asr.data.tokenizer.Tokenizer (index = id), spelt as sentencepiece's decode
+    spells it, so that words_of gives the words of the decoded text: blank and control pieces are "" (they spell
+    nothing), the unknown piece is UNK_PIECE (a word "⁇" of its own)."""
+    sp = tokenizer.sp
+    return ["" if i == tokenizer.blank_id or sp.is_control(i) else UNK_PIECE if sp.is_unknown(i) else sp.id_to_piece(i)
+            for i in range(tokenizer.vocab_size)]
 
 
 def words_of(hyp: Hypothesis, pieces: Sequence[str], frame_shift_s: float) -> list[Word]:
@@ -57,7 +63,8 @@ def words_of(hyp: Hypothesis, pieces: Sequence[str], frame_shift_s: float) -> li
 
     A piece beginning with "▁" starts a word (so does the first piece); the word's text is its pieces joined,
     without the "▁". A lone "▁" piece starts a word that the following pieces spell; a word left without any
-    letters (a trailing "▁") is dropped.
+    letters (a trailing "▁") is dropped. With pieces_of's spelling (control pieces empty, the unknown piece a word of
+    its own) the words are those of the tokenizer's decoded text.
 
     Times: start = first token's frame x frame_shift_s; end = (last token's frame + 1) x frame_shift_s, but no
     later than the next word's start, so that words never overlap (a word may then last 0 s when two words are
@@ -84,15 +91,19 @@ def words_of(hyp: Hypothesis, pieces: Sequence[str], frame_shift_s: float) -> li
                          f"frames, {len(hyp.log_probs)} log_probs")
     groups: list[tuple[str, int, int, float]] = []  # text, first frame, last frame, least log-prob
     text, first, last, least = "", -1, -1, 0.0
+    after_unk = False  # the piece after UNK_PIECE starts a word, as in sentencepiece's decoded text
     for tok, frame, lp in zip(hyp.tokens, hyp.frames, hyp.log_probs):
         if not 0 <= tok < len(pieces):
             raise ValueError(f"token id {tok} has no piece ({len(pieces)} pieces)")
         piece = pieces[tok]
-        if piece.startswith(WORD_BOUNDARY) or first < 0:
+        if not piece:  # a control piece spells nothing
+            continue
+        if piece.startswith(WORD_BOUNDARY) or first < 0 or after_unk:
             if text:
                 groups.append((text, first, last, least))
             text, first, least = "", frame, 0.0
         text += piece.replace(WORD_BOUNDARY, "")
+        after_unk = piece == UNK_PIECE
         last, least = frame, min(least, lp)  # a lone "▁" leaves text empty: the next pieces spell the word
     if text:
         groups.append((text, first, last, least))

@@ -1,4 +1,5 @@
-"""recipes/librispeech/decode.py end to end on a LibriSpeech-layout folder, checked against asr-transcribe."""
+"""recipes/librispeech/decode.py end to end on a LibriSpeech-layout folder, checked against asr-transcribe (text,
+and the word times of decode.ctm against asr-transcribe --format ctm)."""
 
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from asr.decode.formats import parse_ctm
 from asr.decode.transcribe import main as transcribe
 from asr.metrics.wer import Result, compute_wer
 from tests.decode.decode_fakes import make_exp_dir, tone
@@ -28,7 +30,7 @@ def test_decode_folder(tmp_path: Path, capsys, method: str):
     # one cut per batch (max_duration below two cuts), so each utterance is encoded alone, as asr-transcribe does
     proc = subprocess.run(
         [sys.executable, str(DECODE), f"exp_dir={exp}", f"test_dirs=[{tmp_path / 'test-mini'}]", "device=cpu",
-         f"decode={method}", "max_duration=1.5"],
+         f"decode={method}", "max_duration=1.5", "ctm=true"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -48,6 +50,14 @@ def test_decode_folder(tmp_path: Path, capsys, method: str):
     assert errs.startswith(f"%WER {want.wer:.2f} [ {want.errors} / {want.ref_words},")
     for u in REFS:
         assert f"{u}:\thyp={hyps[u].split()}" in recogs
+
+    # decode.ctm: the same words and times as asr-transcribe's (cut id = file name here), well-formed NIST CTM
+    ctm = parse_ctm((out / f"ctm-test-mini-{method}.ctm").read_text())
+    assert {r.file for r in ctm} <= set(REFS)
+    for u in REFS:
+        assert [r.word for r in ctm if r.file == u] == hyps[u].split()
+    assert transcribe(["--exp-dir", str(exp), "--method", method, "--format", "ctm", *map(str, files)]) == 0
+    assert [r[:-1] for r in parse_ctm(capsys.readouterr().out)] == [r[:-1] for r in ctm]
 
 
 @pytest.mark.slow

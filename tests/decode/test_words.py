@@ -60,3 +60,21 @@ def test_frame_shift_is_the_subsampling_factor_times_10_ms(factor: int):
     assert abs(frames * frame_shift_s(model) - 10.0) < 2 * frame_shift_s(model)
     with pytest.raises(ValueError, match="subsampling_factor"):
         frame_shift_s(torch.nn.Linear(2, 2))
+
+
+def test_words_are_those_of_the_decoded_text(trained):
+    """Property over random token sequences (unknown and control pieces included): the words of words_of are the
+    words of sentencepiece's decode of the same tokens, with pieces_of's spelling."""
+    import random
+
+    from asr.data.tokenizer import Tokenizer
+    from asr.decode.hypothesis import Hypothesis
+    from asr.decode.words import pieces_of, words_of
+
+    tok = Tokenizer(trained.bpe_model)
+    pieces = pieces_of(tok)
+    rng = random.Random(0)
+    for _ in range(300):
+        ids = [rng.randrange(tok.vocab_size) for _ in range(rng.randrange(0, 12))]
+        hyp = Hypothesis(ids, sorted(rng.randrange(50) for _ in ids), [-0.1] * len(ids), 0.0)
+        assert [w.word for w in words_of(hyp, pieces, 0.04)] == tok.decode([ids])[0].split(), ids
