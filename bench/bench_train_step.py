@@ -224,6 +224,12 @@ def tree_worker(args: argparse.Namespace) -> None:
     from asr.train.config import OptimConfig
     from asr.train.optim import build_optimizer
 
+    try:  # the trainer's allocator setting (asr.train.run calls it), where the tree has it
+        from asr.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    except ImportError:
+        pass
     torch.set_num_threads(args.threads or torch.get_num_threads())
     torch.manual_seed(args.seed)
     device = torch.device("cpu")
@@ -240,6 +246,7 @@ def tree_worker(args: argparse.Namespace) -> None:
         )  # fmt: skip
 
     def step() -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         res = forward()
         optimizer.zero_grad()
@@ -247,7 +254,10 @@ def tree_worker(args: argparse.Namespace) -> None:
         opt_start = time.perf_counter()
         optimizer.step()
         end = time.perf_counter()
-        return dict(seconds=end - start, optimizer=end - opt_start, loss=float(res.loss.detach()))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return dict(seconds=end - start, optimizer=end - opt_start, loss=float(res.loss.detach()),
+                    cpu=after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime,
+                    system=after.ru_stime - usage.ru_stime, faults=after.ru_minflt - usage.ru_minflt)
 
     def reply(obj: dict) -> None:
         print(json.dumps(obj), flush=True)
@@ -306,8 +316,8 @@ def compare_trees(args: argparse.Namespace) -> None:
         for i in range(args.warmup + args.rounds):
             for label in labels if i % 2 == 0 else labels[::-1]:
                 r = ask(label, "step")
-                print(f"step {i} {label}: {r['seconds']:.2f} s (optimiser {r['optimizer']:.2f} s), loss {r['loss']:.4f}",
-                      flush=True)
+                print(f"step {i} {label}: {r['seconds']:.2f} s (optimiser {r['optimizer']:.2f} s), CPU {r['cpu']:.2f} s "
+                      f"(system {r['system']:.2f} s, {r['faults']} minor faults), loss {r['loss']:.4f}", flush=True)
                 if i >= args.warmup:
                     results[label].append(r)
         rss = {label: ask(label, "rss")["peak_rss_mb"] for label in labels}
@@ -343,13 +353,18 @@ def report_trees(args, trees, info, results, rss, peak=None, flops=None, profile
     print(f"\nmodel {args.model} ({info[this]['parameters']:,} parameters), V = {args.vocab_size}, batch {batch}, "
           f"threads {info[this]['threads']}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"{args.rounds} alternated rounds after {args.warmup} warm-up")
-    print(f"| tree | path | median step s | median optimiser s | peak RSS MB |")
-    print("|---|---|---|---|---|")
+    print("| tree | path | median step s | median optimiser s | median CPU s (system s) | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
     for label in (base, this):
         opt = statistics.median(r["optimizer"] for r in results[label])
-        print(f"| {label} | {trees[label]} | {med[label]:.2f} | {opt:.2f} | {rss[label]:.0f} |")
+        cpu = statistics.median(r["cpu"] for r in results[label])
+        system = statistics.median(r["system"] for r in results[label])
+        print(f"| {label} | {trees[label]} | {med[label]:.2f} | {opt:.2f} | {cpu:.2f} ({system:.2f}) | "
+              f"{rss[label]:.0f} |")
+    cpu_ratios = [a["cpu"] / b["cpu"] for a, b in zip(results[this], results[base])]
     print(f"this / baseline step time: per round {', '.join(f'{r:.3f}' for r in ratios)}; "
-          f"median {statistics.median(ratios):.3f}")
+          f"median {statistics.median(ratios):.3f}; CPU time (user + system): per round "
+          f"{', '.join(f'{r:.3f}' for r in cpu_ratios)}; median {statistics.median(cpu_ratios):.3f}")
     if flops is None:
         return
     total = flops["forward"] + flops["backward"]
