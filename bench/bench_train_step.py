@@ -6,6 +6,7 @@
     nice .venv/bin/python bench/bench_train_step.py --compare optimizer --vocab-size 64     # ScaledAdam vs Adam
     nice .venv/bin/python bench/bench_train_step.py --compare foreach --vocab-size 64       # ScaledAdam's two paths
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
+    nice -n 0 .venv/bin/python bench/bench_train_step.py --compare tree --baseline ../base --paper --rounds 3
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
 random 80-bin features of LibriSpeech-like lengths with random labels. The two set-ups alternate batch by batch in
@@ -22,12 +23,27 @@ the second's time / the first's.
 - `--compare foreach`: ScaledAdam's per-tensor loop (`foreach=False`) against its `torch._foreach_*` path (the
   default), two copies of the model.
 The table also gives the median time of the optimiser step alone.
+
+`--compare tree --baseline DIR`: this checkout's code against another checkout's (e.g. `git worktree add --detach
+../base <commit>`), each in its own process (PYTHONPATH set to its tree), taking turns step by step (A B, B A, ...)
+for --rounds rounds after --warmup steps each; the optimiser is the trainer's Adam (asr.train.optim.build_optimizer,
+optim=noam). `--paper` sets the pruned RNN-T paper's batch: conformer_l12, 8 utterances of 10 s (1000 x 80 fbank),
+60 random labels each, V = 500, prune range 5, 2 threads. Besides the times it prints each process's peak RSS
+(getrusage high-water), the FLOPs of one step (torch.utils.flop_counter, grouped-convolution backward counted per
+group) and the FLOP/s achieved against a large fp32 matmul timed in the same run, and a per-module time table
+(bench/step_profile.py) of one more step of each tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +96,14 @@ def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate", "optimizer", "foreach"], default="amp")
+    parser.add_argument("--compare", choices=["amp", "subsampling", "half-rate", "optimizer", "foreach", "tree"],
+                        default="amp")
+    parser.add_argument("--baseline", type=Path, help="for --compare tree: the other checkout's root")
+    parser.add_argument("--paper", action="store_true", help="the paper's batch and model (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="for --compare tree: timed steps per tree")
+    parser.add_argument("--warmup", type=int, default=1, help="for --compare tree: untimed steps first")
+    parser.add_argument("--no-profile", action="store_true", help="for --compare tree: skip FLOPs and module table")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: one tree's process
     parser.add_argument("--half-rate-layers", type=int, nargs=2, default=[1, 5], help="for --compare half-rate")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
     parser.add_argument("--vocab-size", type=int, default=32, help="units (README: 32; the demo: 64)")
@@ -93,6 +116,12 @@ def main() -> None:
                         help="range of utterance lengths (the demo corpus: 1.5-16.5, mean 6.2)")
     parser.add_argument("--bucketed", action="store_true", help="batches of similar lengths, as the trainer's")
     args = parser.parse_args()
+    if args.paper:
+        args.model, args.vocab_size, args.threads = "conformer_l12", 500, 2
+    if args.worker:
+        return tree_worker(args)
+    if args.compare == "tree":
+        return compare_trees(args)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -172,6 +201,196 @@ def main() -> None:
     for label, ratio in ((first, 1.0), (second, statistics.median(ratios))):
         print(f"| {label} | {statistics.median(times[label]):.3f} | {ratio:.3f} | "
               f"{1e3 * statistics.median(opt_times[label]):.1f} |")
+
+
+# ------------------------------------------------------------------------------------------------ --compare tree
+PAPER_BATCH = dict(utterances=8, frames=1000, labels=60)  # 8 x 10 s of 10 ms frames, 60 labels each
+
+
+def fixed_batch(args: argparse.Namespace) -> tuple:
+    """x (B, T, 80), x_lens (B,), y (B, U), y_lens (B,): the paper's batch with --paper, else make_batch's."""
+    generator = torch.Generator().manual_seed(args.seed)
+    if not args.paper:
+        return make_batch(args.seconds, args.vocab_size, generator, *args.utterance_seconds, args.bucketed)
+    b, t, u = PAPER_BATCH["utterances"], PAPER_BATCH["frames"], PAPER_BATCH["labels"]
+    x = torch.randn(b, t, 80, generator=generator)
+    y = torch.randint(1, args.vocab_size, (b, u), generator=generator)
+    return x, torch.full((b,), t), y, torch.full((b,), u)
+
+
+def tree_worker(args: argparse.Namespace) -> None:
+    """One tree's process: builds the model and the trainer's Adam, then answers commands read from stdin, one JSON
+    line each: "step" (a timed step), "rss", "flops", "profile" (module table of one step), "quit"."""
+    from asr.train.config import OptimConfig
+    from asr.train.optim import build_optimizer
+
+    try:  # the trainer's allocator setting (asr.train.run calls it), where the tree has it
+        from asr.train.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    except ImportError:
+        pass
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    torch.manual_seed(args.seed)
+    device = torch.device("cpu")
+    model = build(args.model, args.vocab_size, device)
+    optimizer, _ = build_optimizer(model, OptimConfig(optimizer="adam", schedule="noam"))
+    x, x_lens, y, y_lens = fixed_batch(args)
+    ids = [str(i) for i in range(x.size(0))]
+
+    def forward():
+        return compute_batch_loss(
+            model, Batch(x, x_lens, y, y_lens, cut_ids=ids, texts=[""] * len(ids)), prune_range=5, am_scale=0.0,
+            lm_scale=0.25, simple_scale=0.5, pruned_scale=1.0, frames_fn=model.encoder.output_lengths,
+            device=device, amp="none",
+        )  # fmt: skip
+
+    def step() -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        res = forward()
+        optimizer.zero_grad()
+        res.loss.backward()
+        opt_start = time.perf_counter()
+        optimizer.step()
+        end = time.perf_counter()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return dict(seconds=end - start, optimizer=end - opt_start, loss=float(res.loss.detach()),
+                    cpu=after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime,
+                    system=after.ru_stime - usage.ru_stime, faults=after.ru_minflt - usage.ru_minflt)
+
+    def reply(obj: dict) -> None:
+        print(json.dumps(obj), flush=True)
+
+    reply(dict(parameters=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads()))
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "step":
+            reply(step())
+        elif command == "rss":
+            reply(dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        elif command == "flops":
+            from step_profile import count_flops
+
+            optimizer.zero_grad()
+            reply(count_flops(lambda: forward().loss, lambda loss: loss.backward()))
+        elif command == "profile":
+            from step_profile import instrument_transducer
+
+            timer = instrument_transducer(model)
+            try:
+                figures = step()
+            finally:
+                timer.remove()
+            reply(dict(table=timer.table(), **figures))
+        elif command == "quit":
+            return
+
+
+def compare_trees(args: argparse.Namespace) -> None:
+    """This checkout against --baseline, alternating steps between their two worker processes."""
+    here = Path(__file__).resolve().parents[1]
+    if args.baseline is None or not (args.baseline / "asr").is_dir():
+        raise SystemExit(f"--compare tree needs --baseline DIR, a checkout with an asr/ package (got {args.baseline})")
+    trees = {"this tree": here, "baseline": args.baseline.resolve()}
+    forwarded = [a for a in sys.argv[1:] if a != "--worker"] + ["--worker"]
+    workers = {}
+    for label, root in trees.items():
+        env = dict(os.environ, PYTHONPATH=str(root))
+        workers[label] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *forwarded], env=env,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
+
+    def ask(label: str, command: str) -> dict:
+        proc = workers[label]
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {label} worker ({trees[label]}) died on {command!r}")
+        return json.loads(line)
+
+    info = {label: json.loads(proc.stdout.readline()) for label, proc in workers.items()}
+    labels = list(trees)
+    results: dict[str, list[dict]] = {label: [] for label in labels}
+    try:
+        for i in range(args.warmup + args.rounds):
+            for label in labels if i % 2 == 0 else labels[::-1]:
+                r = ask(label, "step")
+                print(f"step {i} {label}: {r['seconds']:.2f} s (optimiser {r['optimizer']:.2f} s), CPU {r['cpu']:.2f} s "
+                      f"(system {r['system']:.2f} s, {r['faults']} minor faults), loss {r['loss']:.4f}", flush=True)
+                if i >= args.warmup:
+                    results[label].append(r)
+        rss = {label: ask(label, "rss")["peak_rss_mb"] for label in labels}
+        extra = {}
+        if not args.no_profile:
+            peak = matmul_peak_here(args.threads)
+            flops = ask("this tree", "flops")
+            profiles = {label: ask(label, "profile") for label in labels}
+            extra = dict(peak=peak, flops=flops, profiles=profiles)
+    finally:
+        for proc in workers.values():
+            with contextlib.suppress(OSError):
+                proc.stdin.write("quit\n")
+                proc.stdin.close()
+            proc.wait()
+    report_trees(args, trees, info, results, rss, **extra)
+
+
+def matmul_peak_here(threads: int) -> float:
+    from step_profile import matmul_peak
+
+    if threads:
+        torch.set_num_threads(threads)
+    return matmul_peak()
+
+
+def report_trees(args, trees, info, results, rss, peak=None, flops=None, profiles=None) -> None:
+    this, base = "this tree", "baseline"
+    med = {label: statistics.median(r["seconds"] for r in rs) for label, rs in results.items()}
+    ratios = [a["seconds"] / b["seconds"] for a, b in zip(results[this], results[base])]
+    batch = (f"{PAPER_BATCH['utterances']} x {PAPER_BATCH['frames']} frames, U = {PAPER_BATCH['labels']}"
+             if args.paper else f"{args.seconds:.0f} s of {args.utterance_seconds} s utterances")
+    print(f"\nmodel {args.model} ({info[this]['parameters']:,} parameters), V = {args.vocab_size}, batch {batch}, "
+          f"threads {info[this]['threads']}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{args.rounds} alternated rounds after {args.warmup} warm-up")
+    print("| tree | path | median step s | median optimiser s | median CPU s (system s) | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for label in (base, this):
+        opt = statistics.median(r["optimizer"] for r in results[label])
+        cpu = statistics.median(r["cpu"] for r in results[label])
+        system = statistics.median(r["system"] for r in results[label])
+        print(f"| {label} | {trees[label]} | {med[label]:.2f} | {opt:.2f} | {cpu:.2f} ({system:.2f}) | "
+              f"{rss[label]:.0f} |")
+    cpu_ratios = [a["cpu"] / b["cpu"] for a, b in zip(results[this], results[base])]
+    print(f"this / baseline step time: per round {', '.join(f'{r:.3f}' for r in ratios)}; "
+          f"median {statistics.median(ratios):.3f}; CPU time (user + system): per round "
+          f"{', '.join(f'{r:.3f}' for r in cpu_ratios)}; median {statistics.median(cpu_ratios):.3f}")
+    if flops is None:
+        return
+    total = flops["forward"] + flops["backward"]
+    print(f"FLOPs per step (this tree): {total / 1e12:.3f} T (forward {flops['forward'] / 1e12:.3f} T, backward "
+          f"{flops['backward'] / 1e12:.3f} T); subsampling {flops.get('subsampling', 0) / flops.get('encoder', 1):.0%} "
+          f"of the encoder's forward FLOPs")
+    print(f"fp32 matmul peak (4096^3, same run): {peak / 1e9:.1f} GFLOP/s; achieved over the median step: "
+          f"{total / med[this] / 1e9:.1f} GFLOP/s ({total / med[this] / peak:.0%} of peak); baseline (same FLOPs): "
+          f"{total / med[base] / 1e9:.1f} GFLOP/s")
+    categories = list(dict.fromkeys(k for p in profiles.values() for k in p["table"]))
+    print("| region (one step each) | baseline fwd s | baseline bwd s | this fwd s | this bwd s |")
+    print("|---|---|---|---|---|")
+    for cat in [*categories, "optimiser", "rest", "step"]:
+        row = []
+        for label in (base, this):
+            p = profiles[label]
+            fwd, bwd = p["table"].get(cat, (0.0, 0.0))
+            if cat == "optimiser":
+                fwd, bwd = p["optimizer"], 0.0
+            elif cat == "rest":
+                fwd = p["seconds"] - p["optimizer"] - sum(f + b for f, b in p["table"].values())
+                bwd = 0.0
+            elif cat == "step":
+                fwd, bwd = p["seconds"], 0.0
+            row += [f"{fwd:.2f}", f"{bwd:.2f}" if cat not in ("optimiser", "rest", "step") else ""]
+        print(f"| {cat} | {' | '.join(row)} |")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ an item's box get no mass by themselves.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -41,10 +43,26 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# CPU capabilities (torch.backends.cpu.get_cpu_capability()) whose float64 logaddexp kernel is faster than the
+# float32 one. Measured with torch 2.14 on an AVX512 CPU, one thread, logaddexp of 488 / 4096 / 65536 elements
+# (one diagonal of the pruned / simple loss and more): AVX512 kernels float32 6.1 / 41 / 664 us, float64
+# 3.3 / 18 / 295 us; the same CPU forced to the AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) float32 2.6 / 13 / 188 us,
+# float64 4.5 / 29 / 452 us; no SIMD (DEFAULT) about equal. (bench/RESULTS_loss.md)
+_FLOAT64_FASTER = ("AVX512",)
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_sweeps_in_float64() -> bool:
+    return torch.backends.cpu.get_cpu_capability() in _FLOAT64_FASTER
+
+
 def sweep_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """On CPU the sweeps run in float64 whatever the input: there float64 logaddexp is vectorised and about 5x
-    faster than float32's (torch 2.14), the buffers are small, and the sums get more accurate."""
-    return torch.float64 if device.type == "cpu" else compute_dtype(dtype)
+    """dtype of the sweep buffers: float64 inputs stay float64; otherwise float32, except on CPUs whose float64
+    logaddexp is the faster one (AVX512 kernels: about 2x), where the sweeps run in float64 (the buffers are small
+    and the sums only get more accurate). AVX2 CPUs sweep in float32 (its kernel there is about 2x float64's)."""
+    if device.type == "cpu" and _cpu_sweeps_in_float64():
+        return torch.float64
+    return compute_dtype(dtype)
 
 
 def _full_boundary(B: int, U: int, T: int, device: torch.device) -> Tensor:

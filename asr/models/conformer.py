@@ -153,7 +153,9 @@ class Conv2dSubsampling(nn.Module):
         channels = channels or d_model
         layers: list[nn.Module] = []
         for i in range(_subsampling_convs(factor)):
-            layers += [nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=k, stride=s), nn.ReLU()]
+            # in place: the convolution's output is not needed by its backward, and a fresh (B, C, T', F') tensor
+            # (320 MB for conformer_l12's first one at 8 x 10 s) costs a pass of page writes
+            layers += [nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=k, stride=s), nn.ReLU(inplace=True)]
         self.conv = nn.Sequential(*layers)
         sub_features = int(subsampled_lengths(torch.tensor(num_features), factor))
         if sub_features < 1:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from asr.train.allocator import keep_freed_memory
 from asr.train.distributed import cleanup_distributed, setup_distributed
 from asr.train.memory_scan import check_batches_fit, scan_of_data, scan_wanted
 from asr.train.optim import build_optimizer
@@ -40,6 +41,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from asr.models import build_model
 
     obj = OmegaConf.to_object(cfg)  # typed dataclasses; raises on MISSING or mistyped fields
+    keep_freed_memory()  # CPU steps reuse their pages instead of page-faulting them afresh (asr.train.allocator)
     tcfg = obj.trainer
     dist = setup_distributed(tcfg.device, timeout_s=tcfg.collective_timeout_s)
     exp_dir = Path(tcfg.exp_dir)

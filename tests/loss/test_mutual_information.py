@@ -136,3 +136,22 @@ def test_bad_input_raises_clear_errors():
         mutual_information_recursion(px, py, torch.tensor([[0, 0, 4, 4], [0, 0, 1, 1]]))
     with pytest.raises(ValueError, match="dtype"):
         mutual_information_recursion(px, py.double())
+
+
+@pytest.mark.parametrize("capability,expected", [("AVX512", torch.float64), ("AVX2", torch.float32),
+                                                 ("DEFAULT", torch.float32)])
+def test_cpu_sweep_dtype_follows_the_capability(monkeypatch, capability, expected):
+    """float64 sweeps where float64 logaddexp is the fast one (AVX512 kernels), float32 elsewhere; float64 inputs
+    always stay float64, and CUDA follows the input."""
+    from asr.loss import mutual_information as mi
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    mi._cpu_sweeps_in_float64.cache_clear()
+    try:
+        cpu = torch.device("cpu")
+        assert mi.sweep_dtype(torch.float32, cpu) == expected
+        assert mi.sweep_dtype(torch.float16, cpu) == expected
+        assert mi.sweep_dtype(torch.float64, cpu) == torch.float64
+        assert mi.sweep_dtype(torch.float32, torch.device("cuda")) == torch.float32
+    finally:
+        mi._cpu_sweeps_in_float64.cache_clear()
