@@ -35,18 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, TextIO
 
-try:
-    from asr.decode.words import Word
-except ModuleNotFoundError as e:  # issue #22's word timestamps not merged yet: a stand-in with the same fields
-    if e.name != "asr.decode.words":
-        raise
-
-    @dataclass(frozen=True)
-    class Word:  # type: ignore[no-redef]
-        word: str
-        start: float
-        end: float
-        confidence: float
+from asr.decode.words import Word
 
 
 FORMATS = ("text", "json", "srt", "vtt", "ctm")
