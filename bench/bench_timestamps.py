@@ -70,13 +70,14 @@ def load(args) -> tuple[torch.nn.Module, list[str], list[tuple[np.ndarray, list[
         from tests.tone_asr import corpus_timed, train_tiny
 
         work = Path(args.work or tempfile.mkdtemp(prefix="bench_timestamps_"))
-        if (work / "model.pt").is_file():  # a model this script trained and kept (--work)
-            model = torch.load(work / "model.pt", weights_only=False)
+        if (work / "exp" / "epoch-1.pt").is_file():  # a model this script trained and kept (--work)
+            from asr.decode.inference import InferenceConfig, load_inference
+
+            model = load_inference(InferenceConfig(exp_dir=str(work / "exp"), device="cpu")).model
             bpe = work / "lang" / "bpe.model"
         else:
-            trained = train_tiny(work)
+            trained = train_tiny(work)  # also writes work/exp/epoch-1.pt, reused by the next run with --work
             model, bpe = trained.model, trained.bpe_model
-            torch.save(model, work / "model.pt")
         utts = [(a, w, s) for w, a, s in corpus_timed(args.num_utts, 1)]
         return model, pieces_of(Tokenizer(bpe)), utts
     from asr.decode.inference import InferenceConfig, load_inference
