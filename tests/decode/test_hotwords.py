@@ -279,3 +279,45 @@ def test_unrelated_hotwords_change_little(trained, tone):
     picked = list(np.random.default_rng(0).choice(unrelated, size=10, replace=False))
     base, biased = _decode(trained, tone, []), _decode(trained, tone, picked)
     assert abs(_errors(refs, biased) - _errors(refs, base)) <= 1, (picked, base, biased)
+
+
+# ---- the entries: decode.hotwords (recipes' decode.py) and asr-transcribe --hotwords
+
+
+def test_decode_config_hotwords_reach_the_fusion(tmp_path, tokenizer):
+    """decode.hotwords / decode.hotword_score become a HotwordFusion (after an LM, summed) with a name in the result
+    files."""
+    from asr.decode.config import DecodeConfig
+    from asr.decode.inference import InferenceConfig, load_fusion
+
+    path = tmp_path / "names.txt"
+    path.write_text("THE CAT\n")
+    cfg = InferenceConfig.from_decode_config(DecodeConfig(decode=SearchConfig(
+        method="modified_beam_search", hotwords=str(path), hotword_score=2.0)))
+    assert (cfg.hotwords, cfg.hotword_score) == (str(path), 2.0)
+    fusion, name = load_fusion(cfg, tokenizer)
+    assert isinstance(fusion, HotwordFusion) and name == "hotwords_names_score_2"
+
+
+def test_cli_hotwords(tmp_path, capsys):
+    import soundfile as sf
+
+    from asr.decode.transcribe import main
+    from tests.decode.decode_fakes import make_exp_dir, tone
+
+    exp = make_exp_dir(tmp_path)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(1.0, 16000), 16000)
+    path = tmp_path / "names.txt"
+    path.write_text("the cat :2\nHELLO WORLD\n")
+    args = ["--exp-dir", str(exp), "--method", "modified_beam_search", "--hotwords", str(path)]
+    assert main(args + ["--hotword-score", "1", str(wav)]) == 0
+    assert capsys.readouterr().out.startswith(f"{wav}\t")
+    path.write_text("THE CAT\nHELLO :x\n")
+    assert main(args + [str(wav)]) == 2
+    assert f"cannot load the hotwords: {path}:2: the boost 'x'" in capsys.readouterr().err
+    assert main(["--exp-dir", str(exp), "--hotwords", str(path), str(wav)]) == 2  # greedy
+    assert "only used by modified_beam_search" in capsys.readouterr().err
+    assert main(["--jit", str(tmp_path / "jit.pt"), "--method", "modified_beam_search", "--hotwords", str(path),
+                 str(wav)]) == 2
+    assert "--hotwords needs the PyTorch model" in capsys.readouterr().err
