@@ -37,7 +37,9 @@ a phrase's end, and a later mismatch takes nothing back from it; a longer phrase
 matched); a token that breaks a partial match falls back along the failure links (to root or to the longest suffix
 still matching) and takes back the pending bonus of the abandoned match; `final` takes back the pending bonus of an
 unfinished match. A sequence that completes no phrase therefore ends with a total bonus of exactly 0. Where phrases
-share a prefix, each token of the prefix earns the largest of their scores (as sherpa-onnx does).
+share a prefix, each token of the prefix earns the largest of their scores (as sherpa-onnx does). Occurrences may
+overlap, so a phrase that overlaps itself ("HA HA") is paid again at each repetition ("HA HA HA" holds two): keep
+such boosts moderate, or the search may repeat the word.
 
 Unlike sherpa-onnx, a completed phrase is not counted twice until the next token (sherpa-onnx adds a phrase's
 bonus again on completion and takes it back at the next token or at the end, which favours leaving out the word
