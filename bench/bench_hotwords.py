@@ -9,13 +9,13 @@ list of unrelated phrases. Prints a Markdown table (recipes/librispeech/RESULTS.
 Modified beam search (beam 4, no LM unless --lm/--lexicon/--word-lm, then summed with it), three runs on encoder
 outputs computed once:
 - none: the unbiased search;
-- missed: the --num-hotwords reference words of at least --min-letters letters that the unbiased search misses most
-  often (substituted or deleted in the alignment), one per line: the usual "biasing list of the test set's rare
-  words" evaluation (icefall, WeNet), so recall is measured on the words the list was made from;
+- missed: the --num-hotwords reference words (--ngram 1) or word n-grams of at least --min-letters letters that the
+  unbiased search misses most often, one per line: the usual "biasing list of the test set's rare words"
+  evaluation (icefall, WeNet), so recall is measured on the words the list was made from;
 - unrelated: --num-unrelated word pairs from --unrelated-text (consecutive words of its sentences, none of them in
   any reference of the test set), seeded: what a list that does not apply costs.
-Recall: reference occurrences of the missed words aligned to the same hypothesis word; false alarms: hypothesis
-occurrences of them aligned to anything else (a substitution or an insertion).
+Recall: reference occurrences of the missed phrases that the utterance's hypothesis holds too (counted per
+utterance); false alarms: hypothesis occurrences beyond the reference's.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from asr.decode.modified_beam_search import modified_beam_search
 from asr.decode.runner import decode_data_config
 from asr.data.loaders import AsrDataModule
 from asr.lm.fusion import SumFusion
-from asr.metrics.wer import EPS, Result, align, compute_wer
+from asr.metrics.wer import Result, compute_wer
 
 
 def encoder_outputs(args: argparse.Namespace, inf) -> list[tuple[torch.Tensor, torch.Tensor, list[str]]]:
@@ -63,23 +63,31 @@ def decode(inf, batches, fusion, beam: int) -> list[Result]:
     return results
 
 
-def missed_words(results: list[Result], n: int, min_letters: int) -> list[str]:
-    """The n reference words (at least min_letters letters) most often substituted or deleted."""
-    missed = Counter(r for res in results for r, h in align(res.ref, res.hyp)
-                     if r != EPS and r != h and len(r) >= min_letters)
-    return [w for w, _ in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+def ngrams(words: list[str], n: int) -> Counter:
+    return Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
 
 
-def recall(results: list[Result], words: set[str]) -> tuple[int, int, int]:
-    """(reference occurrences of `words` recognised, their reference occurrences, hypothesis false alarms)."""
+def missed_phrases(results: list[Result], count: int, n: int, min_letters: int) -> list[str]:
+    """The `count` reference n-grams (of at least min_letters letters) the hypotheses lack most often."""
+    missed = Counter()
+    for res in results:
+        hyp = ngrams(res.hyp, n)
+        for g, c in ngrams(res.ref, n).items():
+            if c > hyp[g] and len(g.replace(" ", "")) >= min_letters:
+                missed[g] += c - hyp[g]
+    return [g for g, _ in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))[:count]]
+
+
+def recall(results: list[Result], phrases: set[str], n: int) -> tuple[int, int, int]:
+    """(reference occurrences of `phrases` also in the hypothesis, their reference occurrences, hypothesis
+    occurrences beyond the reference's: false alarms), counted per utterance."""
     hit = total = false = 0
     for res in results:
-        for r, h in align(res.ref, res.hyp):
-            if r in words:
-                total += 1
-                hit += r == h
-            if h in words and r != h:
-                false += 1
+        ref, hyp = ngrams(res.ref, n), ngrams(res.hyp, n)
+        for g in phrases:
+            hit += min(ref[g], hyp[g])
+            total += ref[g]
+            false += max(0, hyp[g] - ref[g])
     return hit, total, false
 
 
@@ -115,7 +123,8 @@ def main() -> None:
     p.add_argument("--max-duration", type=float, default=300.0)
     p.add_argument("--unrelated-text", required=True, help="text (.gz too) the unrelated word pairs come from")
     p.add_argument("--num-hotwords", type=int, default=20)
-    p.add_argument("--min-letters", type=int, default=4, help="shortest missed word used as a hotword")
+    p.add_argument("--ngram", type=int, default=1, help="hotwords: missed words (1) or word n-grams")
+    p.add_argument("--min-letters", type=int, default=4, help="shortest missed word (n-gram) used as a hotword")
     p.add_argument("--num-unrelated", type=int, default=100)
     p.add_argument("--unrelated-rule", choices=("words", "pairs"), default="words",
                    help="unrelated pairs: no word of them in the test set, or only the pair not in it")
@@ -143,7 +152,7 @@ def main() -> None:
         return hot if inf.fusion is None else SumFusion([inf.fusion, hot])
 
     base = decode(inf, batches, inf.fusion, args.beam)
-    hotwords = missed_words(base, args.num_hotwords, args.min_letters)
+    hotwords = missed_phrases(base, args.num_hotwords, args.ngram, args.min_letters)
     unrelated = unrelated_phrases(Path(args.unrelated_text), [res.ref for res in base], args.num_unrelated, args.seed,
                                   tok.alphabet, args.unrelated_rule)
     runs = {"none": base, "missed": decode(inf, batches, hotword_fusion(hotwords), args.beam),
@@ -154,12 +163,12 @@ def main() -> None:
     print(f"{args.exp_dir} ({inf.description}), {args.test_dir or args.test_set}: {len(base)} utterances, "
           f"modified beam search beam {args.beam}{lm}, hotword score {args.score:g}, "
           f"{time.perf_counter() - start:.0f} s")
-    print(f"missed words as hotwords: {' '.join(hotwords)}")
+    print(f"missed {'words' if args.ngram == 1 else f'{args.ngram}-grams'} as hotwords: {' / '.join(hotwords)}")
     print(f"unrelated (first 5): {' / '.join(unrelated[:5])}\n")
-    print("| hotword list | phrases | recall of the missed words | false alarms | WER % | ins / del / sub |")
+    print("| hotword list | phrases | recall of the missed phrases | false alarms | WER % | ins / del / sub |")
     print("|---|---|---|---|---|---|")
     for name, results in runs.items():
-        hit, total, false = recall(results, set(hotwords))
+        hit, total, false = recall(results, set(hotwords), args.ngram)
         s = compute_wer(results)
         print(f"| {name} | {counts[name]} | {hit}/{total} = {100 * hit / max(total, 1):.1f}% | {false} | "
               f"{s.wer:.2f} | {s.insertions} / {s.deletions} / {s.substitutions} |")
