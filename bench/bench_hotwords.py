@@ -57,7 +57,8 @@ def encoder_outputs(args: argparse.Namespace, inf) -> list[tuple[torch.Tensor, t
 def decode(inf, batches, fusion, beam: int) -> list[Result]:
     results = []
     for enc, enc_lens, refs in batches:
-        hyps = inf.tokenizer.decode(modified_beam_search(inf.model, enc, enc_lens, beam=beam, fusion=fusion))
+        found = modified_beam_search(inf.model, enc, enc_lens, beam=beam, fusion=fusion)
+        hyps = inf.tokenizer.decode([list(getattr(h, "tokens", h)) for h in found])  # ids or typed hypotheses
         results += [Result(str(len(results) + i), r.split(), h.upper().split()) for i, (r, h) in
                     enumerate(zip(refs, hyps))]
     return results

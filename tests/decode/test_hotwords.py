@@ -173,7 +173,12 @@ def test_wide_beam_hotwords_are_exact(tmp_path, seed, length_norm, with_lm):
     want = list(max(hyps, key=fused)[c:])
     fusion = SumFusion([NgramFusion(lm, 0.5), hot]) if with_lm else hot
     got = modified_beam_search(model, enc, torch.tensor([4]), beam=V**4, length_norm=length_norm, fusion=fusion)
-    assert got == [want]
+    assert _tokens(got) == [want]
+
+
+def _tokens(hyps) -> list[list[int]]:
+    """Token lists of the search's results (lists of ids, or typed hypotheses with `.tokens`)."""
+    return [list(getattr(h, "tokens", h)) for h in hyps]
 
 
 def _tokens_and_scores(hyps):
@@ -235,7 +240,7 @@ def _decode(trained, tone, phrases: list[str], score: float = 1.5) -> list[str]:
     tok, (enc, enc_lens), _ = tone
     fusion = HotwordFusion(ContextGraph(encode_hotwords(parse_hotwords("\n".join(phrases)), tok, score)),
                            tok.vocab_size)
-    return tok.decode(modified_beam_search(trained.model, enc, enc_lens, beam=4, fusion=fusion))
+    return tok.decode(_tokens(modified_beam_search(trained.model, enc, enc_lens, beam=4, fusion=fusion)))
 
 
 def _has(text: str, phrase: str) -> bool:
