@@ -76,8 +76,8 @@ class DecodeConfig:
 
 def check_search_settings(method: str, beam: int = 4, max_sym_per_frame: int = 1, fusion: bool = False) -> None:
     """Raises a clear ValueError for an unknown method, a beam or max_sym_per_frame below 1, or shallow fusion (an
-    LM, lexicon or hotwords) with another method than modified_beam_search. The one check of search settings: `check_search`
-    applies it to a config, asr.decode.search.search to its arguments."""
+    LM, lexicon or hotwords) with another method than modified_beam_search. The one check of search settings:
+    `check_search` applies it to a config, asr.decode.search.search to its arguments."""
     if method not in METHODS:
         raise ValueError(f"unknown decoding method {method!r}; choose one of {', '.join(METHODS)}")
     if beam < 1:
