@@ -178,7 +178,6 @@ class ContextGraph:
     def __init__(self, phrases: Sequence[tuple[Sequence[int], float]]) -> None:
         self.children: list[dict[int, int]] = [{}]
         self.token_score: list[float] = [0.0]
-        self.depth: list[int] = [0]
         self.is_end: list[bool] = [False]
         parent: list[int] = [0]
         label: list[int] = [-1]  # the token on the arc into each node
@@ -193,7 +192,6 @@ class ContextGraph:
                     self.children[node][int(token)] = nxt
                     self.children.append({})
                     self.token_score.append(float(score))
-                    self.depth.append(self.depth[node] + 1)
                     self.is_end.append(False)
                     parent.append(node)
                     label.append(int(token))
