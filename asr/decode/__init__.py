@@ -8,6 +8,7 @@ Modules:
     align                 align: forced alignment (Viterbi over the full RNN-T lattice) of known tokens
     greedy, beam_search, modified_beam_search   the searches
     search_common         what the searches share: input checks, length order, decoder output of contexts
+    hotwords              hotword files, their Aho-Corasick context graph and its scorer for modified beam search
     inference             the one library entry for inference: InferenceConfig -> load_inference -> model,
                           tokenizer (one rule for the BPE model), LM fusion, description
     runner                decoding test sets (decode_batches, decode_test_sets, wer_table): recipes' decode.py

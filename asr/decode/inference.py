@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from asr.checkpoint import CheckpointError, select_weights
 from asr.data.tokenizer import Tokenizer
 from asr.decode.config import DecodeConfig, SearchConfig
+from asr.decode.hotwords import HotwordError, load_hotwords
 from asr.device import resolve_device
 from asr.lm.fusion import FusionScorer, LexiconFusion, NgramFusion, SumFusion, WordNgramFusion
 from asr.lm.token_lm import load_token_lm, load_word_lm
@@ -67,6 +68,8 @@ class InferenceConfig:
     word_lm: str = ""
     word_lm_scale: float = SearchConfig.word_lm_scale
     word_lm_bonus: float = SearchConfig.word_lm_bonus
+    hotwords: str = ""
+    hotword_score: float = SearchConfig.hotword_score
 
     @classmethod
     def from_decode_config(cls, cfg: DecodeConfig) -> InferenceConfig:
@@ -75,7 +78,8 @@ class InferenceConfig:
         return cls(exp_dir=cfg.exp_dir, epoch=cfg.epoch, avg=cfg.avg, iter=cfg.iter,
                    use_averaged_model=cfg.use_averaged_model, checkpoint=cfg.checkpoint, bpe_model=cfg.bpe_model,
                    device=cfg.device, lm=d.lm, lm_scale=d.lm_scale, lm_bonus=d.lm_bonus, lexicon=d.lexicon,
-                   word_lm=d.word_lm, word_lm_scale=d.word_lm_scale, word_lm_bonus=d.word_lm_bonus)  # fmt: skip
+                   word_lm=d.word_lm, word_lm_scale=d.word_lm_scale, word_lm_bonus=d.word_lm_bonus,
+                   hotwords=d.hotwords, hotword_score=d.hotword_score)  # fmt: skip
 
 
 @dataclass
@@ -168,9 +172,9 @@ def load_model(
 
 
 def load_fusion(cfg: InferenceConfig, tokenizer: Tokenizer) -> tuple[FusionScorer | None, str]:
-    """The shallow-fusion scorer of `cfg` (token n-gram, lexicon, word n-gram over the lexicon) and a short name for
-    result files, e.g. "lm_tokens_6gram_scale_0.5_bonus_0.5_lexicon"; (None, "") when neither an LM nor a lexicon
-    is given. A word LM needs the lexicon it is over."""
+    """The shallow-fusion scorer of `cfg` (token n-gram, lexicon, word n-gram over the lexicon, hotwords) and a
+    short name for result files, e.g. "lm_tokens_6gram_scale_0.5_bonus_0.5_lexicon_hotwords_names_score_1.5";
+    (None, "") when none is given. A word LM needs the lexicon it is over."""
     scorers: list[FusionScorer] = []
     names: list[str] = []
     if cfg.lm:
@@ -194,6 +198,9 @@ def load_fusion(cfg: InferenceConfig, tokenizer: Tokenizer) -> tuple[FusionScore
             names.append("lexicon")
     elif cfg.word_lm:
         raise ValueError("a word LM (decode.word_lm) needs the lexicon it is over (decode.lexicon)")
+    if cfg.hotwords:
+        scorers.append(load_hotwords(cfg.hotwords, tokenizer, cfg.hotword_score))
+        names.append(f"hotwords_{Path(cfg.hotwords).stem}_score_{cfg.hotword_score:g}")
     if not scorers:
         return None, ""
     return (scorers[0] if len(scorers) == 1 else SumFusion(scorers)), "_".join(names)
@@ -204,7 +211,8 @@ def load_inference(cfg: InferenceConfig) -> Inference:
 
     Raises:
         InferenceError: "cannot load the model: ..." (missing or refused checkpoints, no BPE model, a vocabulary
-            that does not match) or "cannot load the LM: ..." (missing or bad LM / lexicon files).
+            that does not match), "cannot load the LM: ..." (missing or bad LM / lexicon / hotword files) or
+            "cannot load the hotwords: FILE:LINE: ..." (a bad hotword line).
     """
     try:
         device = resolve_device(cfg.device)
@@ -217,6 +225,8 @@ def load_inference(cfg: InferenceConfig) -> Inference:
         raise InferenceError(f"cannot load the model: {e}") from e
     try:
         fusion, fusion_name = load_fusion(cfg, tokenizer)
+    except HotwordError as e:
+        raise InferenceError(f"cannot load the hotwords: {e}") from e
     except (OSError, ValueError) as e:
         raise InferenceError(f"cannot load the LM: {e}") from e
     log.info("loaded %s on %s, BPE model %s%s", loaded.description, device, bpe_model,

@@ -6,6 +6,7 @@ text; with --format, word times and confidences as JSON Lines, SRT or WebVTT sub
     asr-transcribe --exp-dir exp/demo --method modified_beam_search --beam 32 \
         --lm data/lm_bpe_64/tokens_8gram.arpa --lm-scale 0.4 --lm-bonus 1.5 \
         --lexicon data/lm_bpe_64/words.txt --word-lm data/lm_bpe_64/words_3gram.arpa a.wav
+    asr-transcribe --exp-dir exp/demo --method modified_beam_search --hotwords names.txt --hotword-score 2 a.wav
     asr-transcribe --onnx exp/demo/onnx [--int8] --method modified_beam_search a.wav   # sherpa-onnx (asr-export)
     asr-transcribe --jit exp/demo/onnx/jit.pt a.wav                                    # TorchScript (asr-export --jit)
     asr-transcribe --exp-dir exp/demo --format json *.wav > words.jsonl    # {"path", "text", "words": [...]} a line
@@ -20,6 +21,8 @@ break at pauses over 1 s (asr.decode.formats.SubtitleConfig).
 
 The LM options are those of decoding's `modified_beam_search_lm` (conf/decode/modified_beam_search_lm.yaml):
 shallow fusion of prepare.sh stage 5's token n-gram, lexicon and word n-gram, modified beam search only.
+--hotwords (modified beam search, with or without the LMs, and with --onnx: sherpa-onnx's own hotwords): one phrase
+per line, optional " :BOOST" (the bonus per token instead of --hotword-score), format in asr.decode.hotwords.
 
 Audio of any sample rate and channel count is read (channels averaged), resampled to 16 kHz, and turned into the
 fbank features of training (lhotse's Fbank, its defaults, with the model's number of bins). A file that is missing or
@@ -75,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--word-lm", default="", help="word n-gram ARPA over the lexicon's words (needs --lexicon)")
     p.add_argument("--word-lm-scale", type=float, default=d.word_lm_scale, help="weight of the word LM")
     p.add_argument("--word-lm-bonus", type=float, default=d.word_lm_bonus, help="added per completed word")
+    p.add_argument("--hotwords", default="", help="modified_beam_search: hotword file, one phrase per line, "
+                   "optional ' :BOOST'")
+    p.add_argument("--hotword-score", type=float, default=d.hotword_score, help="bonus per token of a hotword")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto...")
     sub = SubtitleConfig()
     p.add_argument("--format", default="text", choices=FORMATS, help="text: path<TAB>text lines; json: JSON Lines with "
@@ -94,6 +100,7 @@ def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
         use_averaged_model=args.use_averaged_model, checkpoint=args.checkpoint, bpe_model=args.bpe_model,
         device=args.device, lm=args.lm, lm_scale=args.lm_scale, lm_bonus=args.lm_bonus, lexicon=args.lexicon,
         word_lm=args.word_lm, word_lm_scale=args.word_lm_scale, word_lm_bonus=args.word_lm_bonus,
+        hotwords=args.hotwords, hotword_score=args.hotword_score,
     )  # fmt: skip
     inf = load_inference(cfg)
     pieces, shift = pieces_of(inf.tokenizer), frame_shift_s(inf.model)
@@ -122,7 +129,8 @@ def exported_transcriber(args: argparse.Namespace) -> Transcriber:
 
     if args.onnx:
         try:
-            sherpa = SherpaTranscriber(args.onnx, args.method, int8=args.int8, num_threads=1, beam=args.beam)
+            sherpa = SherpaTranscriber(args.onnx, args.method, int8=args.int8, num_threads=1, beam=args.beam,
+                                       hotwords=args.hotwords, hotword_score=args.hotword_score)
             return lambda samples: (sherpa(samples), [])
         except ExportError as e:  # checked before sherpa-onnx sees it (sherpa exits the process on bad metadata)
             raise ValueError(str(e)) from e
@@ -148,10 +156,12 @@ def _check_args(args: argparse.Namespace) -> None:
                          f"{len(args.files)} files")
     if args.max_words < 1 or args.max_seconds <= 0:
         raise ValueError(f"--max-words must be >= 1 and --max-seconds > 0, got {args.max_words}, {args.max_seconds}")
+    if args.jit and args.hotwords:
+        raise ValueError("--hotwords needs the PyTorch model (--exp-dir) or sherpa-onnx (--onnx)")
     if args.onnx and args.method not in ("greedy", "modified_beam_search"):
         raise ValueError(f"sherpa-onnx decodes with greedy or modified_beam_search, not {args.method}")
     check_search(SearchConfig(method=args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
-                              lm=args.lm, lexicon=args.lexicon, word_lm=args.word_lm))
+                              lm=args.lm, lexicon=args.lexicon, word_lm=args.word_lm, hotwords=args.hotwords))
 
 
 def main(argv: list[str] | None = None) -> int:

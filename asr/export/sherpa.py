@@ -7,11 +7,13 @@ sherpa-onnx ends the whole process (no exception) on a model without the metadat
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from asr.export.onnx import check_model_dir, model_files
+from asr.decode.hotwords import DEFAULT_SCORE, sherpa_hotword_files
+from asr.export.onnx import ExportError, check_model_dir, model_files
 
 SAMPLE_RATE = 16000
 WORD_BOUNDARY = "\u2581"  # sentencepiece's word boundary
@@ -21,8 +23,10 @@ METHODS = {"greedy": "greedy_search", "modified_beam_search": "modified_beam_sea
 
 
 def make_recognizer(model_dir: str | Path, method: str = "greedy", int8: bool = False, num_threads: int = 1,
-                    beam: int = 4):
-    """A sherpa_onnx.OfflineRecognizer on the exported directory (checked first; raises ExportError)."""
+                    beam: int = 4, hotwords: str | Path = "", hotword_score: float = DEFAULT_SCORE):
+    """A sherpa_onnx.OfflineRecognizer on the exported directory (checked first; raises ExportError). `hotwords`:
+    a hotword file (asr.decode.hotwords' format, checked by it; modified_beam_search only) for sherpa-onnx's own
+    hotwords, segmented with the directory's bpe.model."""
     import sherpa_onnx
 
     if method not in METHODS:
@@ -30,11 +34,23 @@ def make_recognizer(model_dir: str | Path, method: str = "greedy", int8: bool = 
     metas = check_model_dir(model_dir, int8=int8)
     num_features = int(metas["encoder"].get("num_features", FEATURE_DIM))
     files = model_files(model_dir, int8=int8)
-    return sherpa_onnx.OfflineRecognizer.from_transducer(
-        encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
-        tokens=str(files["tokens"]), num_threads=num_threads, sample_rate=SAMPLE_RATE, feature_dim=num_features,
-        dither=0.0, decoding_method=METHODS[method], max_active_paths=beam,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:  # sherpa-onnx reads the hotword files while it is built
+        biasing = {}
+        if hotwords:
+            if method != "modified_beam_search":
+                raise ValueError(f"hotwords need modified_beam_search, not {method}")
+            bpe_model = Path(model_dir) / "bpe.model"
+            if not bpe_model.is_file():
+                raise ExportError(f"{bpe_model} is missing: sherpa-onnx's hotwords need the BPE model (asr-export "
+                                  f"writes it)")
+            hotwords_file, bpe_vocab = sherpa_hotword_files(hotwords, bpe_model, tmp)
+            biasing = dict(hotwords_file=str(hotwords_file), hotwords_score=hotword_score, modeling_unit="bpe",
+                           bpe_vocab=str(bpe_vocab))
+        return sherpa_onnx.OfflineRecognizer.from_transducer(
+            encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
+            tokens=str(files["tokens"]), num_threads=num_threads, sample_rate=SAMPLE_RATE, feature_dim=num_features,
+            dither=0.0, decoding_method=METHODS[method], max_active_paths=beam, **biasing,
+        )  # fmt: skip
 
 
 def token_ids(model_dir: str | Path, pieces: list[str]) -> list[int]:
@@ -65,8 +81,8 @@ class SherpaTranscriber:
     `asr-transcribe`'s output. Construction checks the directory (ExportError) and loads the recognizer once."""
 
     def __init__(self, model_dir: str | Path, method: str = "greedy", int8: bool = False, num_threads: int = 1,
-                 beam: int = 4) -> None:
-        self.recognizer = make_recognizer(model_dir, method, int8, num_threads, beam)
+                 beam: int = 4, hotwords: str | Path = "", hotword_score: float = DEFAULT_SCORE) -> None:
+        self.recognizer = make_recognizer(model_dir, method, int8, num_threads, beam, hotwords, hotword_score)
 
     def __call__(self, samples: np.ndarray) -> str:
         """samples: (n,) float32 in [-1, 1] at 16 kHz."""
