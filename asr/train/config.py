@@ -16,6 +16,10 @@ class OptimConfig:
     # Adam's epsilon: 1e-9 as icefall's Noam optimiser (the sum-reduced loss makes gradients large).
     eps: float = 1e-9
     weight_decay: float = 0.0
+    # Adam only: torch's fused kernel (one pass per tensor; the same update to float rounding). null: fused where
+    # every parameter's device supports it (CPU, CUDA); false: torch's per-tensor loop, as before fused was the
+    # default (needed only to replay an older run's rounding exactly).
+    fused_adam: bool | None = None
     # "noam": warm-up then 1/sqrt(step) decay (icefall's pruned_transducer_stateless);
     # "eden": decay in both batches and epochs (icefall's later recipes).
     schedule: str = "noam"

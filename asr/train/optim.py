@@ -156,8 +156,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Opt
     params = [p for p in model.parameters() if p.requires_grad]
     betas = (float(cfg.betas[0]), float(cfg.betas[1]))
     if cfg.optimizer == "adam":
+        fused = _fused_adam_ok(params) if cfg.fused_adam is None else bool(cfg.fused_adam)
         optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=0.0, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=_fused_adam_ok(params)
+            params, lr=0.0, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=fused
         )
     elif cfg.optimizer == "scaled_adam":
         if cfg.clip_grad_norm > 0:

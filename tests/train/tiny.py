@@ -267,6 +267,7 @@ def main() -> None:
     p.add_argument("--oom-at", type=int, default=0, help="this batch (batch_idx_train + 1) runs out of memory")
     p.add_argument("--oom-rank", type=int, default=-1, help="on this rank only (-1: every rank)")
     p.add_argument("--oom-in", choices=["forward", "backward"], default="forward")
+    p.add_argument("--no-fused-adam", action="store_true", help="optim.fused_adam=false (the old per-tensor Adam)")
     p.add_argument("--no-skip-oom", action="store_true", help="trainer.skip_oom_batches=false (DDP's overlap)")
     args = p.parse_args()
 
@@ -286,7 +287,7 @@ def main() -> None:
     model = tiny_model(args.dropout, seed, batchnorm=not args.no_batchnorm)
     seed_everything(seed + dist.rank)
     optim_cfg = OptimConfig(schedule=args.schedule, model_size=16, lr_factor=5.0, warm_step=args.warm_step,
-                            cooldown_fraction=args.cooldown_fraction)
+                            cooldown_fraction=args.cooldown_fraction, fused_adam=False if args.no_fused_adam else None)
     optimizer, schedule = build_optimizer(model, optim_cfg)
     tcfg = TrainerConfig(
         exp_dir=args.exp_dir, num_epochs=args.epochs, seed=seed, device="cpu", log_interval=2, valid_interval=0,
