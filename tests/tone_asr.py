@@ -33,11 +33,11 @@ class TrainedTiny:
     train_seconds: float
 
 
-def synth(words: list[str], rng: np.random.Generator) -> np.ndarray:
-    """Float32 samples in [-1, 1] of a word sequence."""
+def synth(words: list[str], rng: np.random.Generator, freqs: tuple[float, ...] = FREQS) -> np.ndarray:
+    """Float32 samples in [-1, 1] of a word sequence; `freqs` (one per word) make another "voice"."""
     parts = [0.002 * rng.standard_normal(int(EDGE_S * SR))]
     for w in words:
-        f = FREQS[WORDS.index(w)] * (1 + 0.03 * rng.standard_normal())
+        f = freqs[WORDS.index(w)] * (1 + 0.03 * rng.standard_normal())
         n = int(TONE_S * SR * (1 + 0.15 * rng.uniform(-1, 1)))
         t = np.arange(n) / SR
         env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms ramps
@@ -47,12 +47,12 @@ def synth(words: list[str], rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def corpus(n: int, seed: int) -> list[tuple[list[str], np.ndarray]]:
+def corpus(n: int, seed: int, freqs: tuple[float, ...] = FREQS) -> list[tuple[list[str], np.ndarray]]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=int(rng.integers(2, 7)))]
-        out.append((words, synth(words, rng)))
+        out.append((words, synth(words, rng, freqs)))
     return out
 
 
