@@ -159,7 +159,8 @@ def test_refuses_another_feature_dim_or_encoder_architecture(source, tmp_path, c
         with pytest.raises(InitError, match=rf"(?s)model\.{key}: {values}.*encoder .*cannot change"):
             prepare_model(_model(cfg), tcfg, dataclasses.asdict(cfg))
     # the decoder alone does not depend on the encoder's architecture
-    prepare_model(_model(cfg), _tcfg(tmp_path, init_from=str(source), init_modules=["decoder"]), dataclasses.asdict(cfg))
+    decoder_only = _tcfg(tmp_path, init_from=str(source), init_modules=["decoder"])
+    prepare_model(_model(cfg), decoder_only, dataclasses.asdict(cfg))
 
 
 def test_dropout_may_differ(source, tmp_path):
@@ -171,7 +172,8 @@ def test_a_tensor_of_another_shape_is_named_with_both_shapes(source, tmp_path):
     state = load_checkpoint(source / "epoch-2.pt")
     state["model"]["joiner.output_linear.weight"] = state["model"]["joiner.output_linear.weight"][:, :12]
     save_checkpoint(tmp_path / "src" / "odd.pt", {"model": state["model"], "config": state["config"]})
-    with pytest.raises(InitError, match=r"joiner\.output_linear\.weight: shape \(8, 12\) in the source, \(8, 16\) here"):
+    shapes = r"joiner\.output_linear\.weight: shape \(8, 12\) in the source, \(8, 16\) here"
+    with pytest.raises(InitError, match=shapes):
         prepare_model(_model(_cfg()), _tcfg(tmp_path / "ft", init_from=str(tmp_path / "src" / "odd.pt")),
                       dataclasses.asdict(_cfg()))  # fmt: skip
 
@@ -294,3 +296,46 @@ def test_a_held_back_voice_is_learnt_faster_from_the_pretrained_model(trained, t
     assert ft_start > 2 * results["pretrained on voice A"], results  # voice B is new to the pretrained model
     assert ft_end < ft_start and scratch_end < scratch_start, results  # both learn
     assert ft_end < 0.7 * scratch_end, results  # the pretrained encoder, decoder and joiner carry over
+
+
+# ------------------------------------------------------------------------------------------ through the entry point
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The tiny prepared LibriSpeech-layout corpus of tests/train/test_entry.py."""
+    from tests.data.data_fixtures import make_corpus, prepare_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    make_corpus(root, {"train-clean-100": 6, "dev-clean": 2})
+    return prepare_corpus(root, tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.mark.slow
+def test_entry_point_fine_tunes_freezes_records_and_resumes(tmp_path, python_exe, prepared):
+    """recipes/librispeech/train.py with trainer.init_from: the record, the frozen encoder, then resume wins."""
+    from tests.train.test_entry import _train
+
+    source, ft = tmp_path / "source", tmp_path / "ft"
+    first = _train(prepared, source, python_exe, "trainer.max_steps=2")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    args = (f"trainer.init_from={source}", "trainer.init_modules=[encoder,decoder]", "trainer.freeze_modules=[encoder]",
+            "trainer.max_steps=2")  # fmt: skip
+    tuned = _train(prepared, ft, python_exe, *args)
+    assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    assert "initialised encoder, decoder from" in tuned.stdout
+    assert "fresh weights in joiner, simple_am_proj, simple_lm_proj" in tuned.stdout
+    record = json.loads((ft / RECORD).read_text())
+    assert record["selection"] == "epoch-1-avg-1" and record["frozen"] == ["encoder"]
+    src, out = load_checkpoint(source / "epoch-1.pt"), load_checkpoint(ft / "epoch-1.pt")
+    assert out["batch_idx_train"] == 2
+    assert out["config"]["init_from"]["source"] == str((source / "epoch-1.pt").resolve())
+    assert out["config"]["init_from"]["source_config"]["model"] == src["config"]["model"]  # the original config
+    encoder = [k for k in out["model"] if k.startswith("encoder.")]
+    assert _same(out["model"], src["model"], encoder)  # loaded, then frozen
+    assert not _same(out["model"], src["model"], [k for k in out["model"] if k.startswith("decoder.")])  # trained on
+
+    again = _train(prepared, ft, python_exe, *args[:-1], "trainer.max_steps=3")  # the same command, a longer budget
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "ignored" in again.stdout and "resumed from" in again.stdout
+    resumed = load_checkpoint(ft / "epoch-1.pt")
+    assert resumed["batch_idx_train"] == 3 and resumed["config"]["init_from"] == out["config"]["init_from"]
+    assert _same(resumed["model"], src["model"], encoder)
