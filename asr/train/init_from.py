@@ -292,9 +292,12 @@ def prepare_model(model: nn.Module, cfg: TrainerConfig, model_config: dict, bpe_
         freeze(model, list(cfg.freeze_modules))
         if record is not None:
             record["frozen"] = list(cfg.freeze_modules)
-    if record is not None and is_main and not resuming:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_name(f".{RECORD}.tmp")
-        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-        tmp.replace(record_path)
+    if is_main and not resuming:
+        if record is not None:
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            tmp = record_path.with_name(f".{RECORD}.tmp")
+            tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+            tmp.replace(record_path)
+        elif record_path.is_file():  # left by an earlier start whose checkpoints are gone: not this run's source
+            record_path.unlink()
     return record

@@ -339,3 +339,49 @@ def test_entry_point_fine_tunes_freezes_records_and_resumes(tmp_path, python_exe
     resumed = load_checkpoint(ft / "epoch-1.pt")
     assert resumed["batch_idx_train"] == 3 and resumed["config"]["init_from"] == out["config"]["init_from"]
     assert _same(resumed["model"], src["model"], encoder)
+
+
+DDP_SCRIPT = """
+import os, sys, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from asr.train.init_from import freeze
+from tests.train.tiny import fixed_batches, make_cuts, tiny_model
+
+rank = int(os.environ["RANK"])
+dist.init_process_group("gloo")
+model = tiny_model(0.1, seed=0)
+freeze(model, ["encoder"])
+frozen = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+ddp = DistributedDataParallel(model, find_unused_parameters=False)
+opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+for b in fixed_batches(make_cuts(16), rank, 2, global_batch=4):
+    simple, pruned = ddp(b.features, b.feature_lens, b.tokens, b.token_lens, prune_range=3, am_scale=0.0,
+                         lm_scale=0.25)
+    (simple + pruned).backward()
+    opt.step()
+    opt.zero_grad()
+assert all(torch.equal(v, frozen[k]) for k, v in model.encoder.state_dict().items())
+torch.save({k: v.detach() for k, v in model.state_dict().items()}, sys.argv[1] + f"/rank{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_trains_with_frozen_modules_without_find_unused_parameters(tmp_path, python_exe):
+    """Two gloo ranks, the encoder frozen, find_unused_parameters false (the default): DDP does not register the
+    frozen parameters, the steps complete and both ranks hold the same weights."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = tmp_path / "ddp_frozen.py"
+    script.write_text(DDP_SCRIPT)
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo), PYTHONWARNINGS="ignore")
+    from tests.train.test_distributed import _free_port
+
+    cmd = [python_exe, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(script), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))  # the script's tensor dicts
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
