@@ -178,6 +178,21 @@ def test_a_tensor_of_another_shape_is_named_with_both_shapes(source, tmp_path):
                       dataclasses.asdict(_cfg()))  # fmt: skip
 
 
+def test_decoder_and_joiner_need_the_same_bpe_model(source, tmp_path):
+    state = load_checkpoint(source / "epoch-2.pt")
+    theirs, ours, copy = tmp_path / "theirs.model", tmp_path / "ours.model", tmp_path / "copy.model"
+    theirs.write_bytes(b"pieces of the source")
+    ours.write_bytes(b"other pieces, as many")
+    copy.write_bytes(theirs.read_bytes())
+    src = tmp_path / "src" / "epoch-1.pt"
+    save_checkpoint(src, {"model": state["model"], "config": {**state["config"], "data": {"bpe_model": str(theirs)}}})
+    cfg = dataclasses.asdict(_cfg())
+    with pytest.raises(InitError, match=r"(?s)BPE model .*theirs\.model.*ours\.model.*init_modules=\[encoder\]"):
+        prepare_model(_model(_cfg()), _tcfg(tmp_path / "a", init_from=str(src)), cfg, str(ours))
+    prepare_model(_model(_cfg()), _tcfg(tmp_path / "b", init_from=str(src), init_modules=["encoder"]), cfg, str(ours))
+    prepare_model(_model(_cfg()), _tcfg(tmp_path / "c", init_from=str(src)), cfg, str(copy))  # same file, elsewhere
+
+
 def test_an_unsafe_source_is_refused_and_runs_nothing(tmp_path):
     from tests.test_checkpoint import _malicious
 
@@ -221,6 +236,12 @@ def test_resume_wins_over_init_from(source, tmp_path, caplog):
     trainer.fit()
     assert trainer.state.batch_idx_train == 2
     assert load_checkpoint(tmp_path / "epoch-1.pt")["config"]["init_from"]["source"] == record["source"]
+
+
+def test_a_record_left_by_an_earlier_start_is_removed(tmp_path):
+    (tmp_path / RECORD).write_text('{"source": "an earlier start, whose checkpoints were deleted"}')
+    assert prepare_model(_model(_cfg()), _tcfg(tmp_path), dataclasses.asdict(_cfg())) is None
+    assert not (tmp_path / RECORD).exists()
 
 
 # ------------------------------------------------------------------------------------ a voice held back from training
