@@ -2,7 +2,7 @@
 """Synthesise a small LibriSpeech-layout corpus with offline TTS voices (no download needed).
 
     python scripts/make_demo_corpus.py --out recipes/librispeech/download/demo [--seed 0] \
-        [--train-minutes 540 --eval-minutes 10] [--jobs 2]
+        [--train-minutes 540 --eval-minutes 10] [--jobs 2] [--hold-out-voice VOICE] [--synth-dir DIR]
 
 Writes OUT/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac (16 kHz
 mono), upper-case <spk>-<chapter>.trans.txt files and OUT/LibriSpeech/SPEAKERS.TXT, so that
@@ -15,9 +15,16 @@ Text: botchan (sentencepiece's sdist, test/botchan.txt) and the KJV bible (Debia
 LibriSpeech; dev and test sentences never occur in train. The rest of the sentence pool (train's sentences
 included, dev's and test's not) is the LM text, OUT/lm/librispeech-lm-norm.txt.gz, as LibriSpeech's LM corpus.
 
-Deterministic for a seed (piper runs without sampling noise). Every utterance is cached under OUT/.synth by a hash
-of (voice, speed, pitch, text), and the finished layout is stamped, so a re-run is instant and a run with other
-sizes re-uses what was synthesised. botchan.txt is cached in ~/.cache/asr (or $XDG_CACHE_HOME/asr).
+A voice left out (--hold-out-voice joe, for fine-tuning on a voice the model has not heard): the utterances that
+voice has in the default corpus move out of the three subsets, its train-clean-100 ones into `adapt-joe/` (the
+fine-tuning set) and its dev-clean and test-clean ones into `test-joe/`; the rest, utterance ids included, is the
+default corpus's. The held-out sets are not named train-*/dev-*/test-clean: prepare.sh's subset list skips them, and
+asr.data.features and asr.data.bpe take every train* subset into the base model's data; prepare them by name
+(bench/bench_finetune.py does).
+
+Deterministic for a seed (piper runs without sampling noise). Every utterance is cached under OUT/.synth (or
+--synth-dir) by a hash of (voice, speed, pitch, text), and the finished layout is stamped, so a re-run is instant
+and a run with other sizes re-uses what was synthesised. botchan.txt is cached in ~/.cache/asr (or $XDG_CACHE_HOME/asr).
 
 Progress: a bar per subset (seconds of audio chosen, with an ETA, and utterances per voice) on a terminal, a log
 line every 30 s otherwise (asr.progress); a per-voice summary (utterances, minutes, synthesis time) per subset.
@@ -351,16 +358,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-minutes", type=float, default=540.0, help="train-clean-100 size (default 9 h)")
     ap.add_argument("--eval-minutes", type=float, default=10.0, help="dev-clean and test-clean size each")
     ap.add_argument("--jobs", type=int, default=2, help="parallel synthesis processes")
+    ap.add_argument("--hold-out-voice", default="", metavar="VOICE",
+                    help="move VOICE's utterances out of the subsets into adapt-VOICE/ (train) and test-VOICE/ (dev "
+                         "and test); default none")
+    ap.add_argument("--synth-dir", type=Path, default=None,
+                    help="synthesis cache (default OUT/.synth); another corpus's cache makes a re-layout instant")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     root = args.out / "LibriSpeech"
     voices = available_voices()
+    if args.hold_out_voice and args.hold_out_voice not in voices:
+        sys.exit(f"make_demo_corpus: --hold-out-voice {args.hold_out_voice!r} is not one of the voices available "
+                 f"here ({', '.join(voices)})")
     stamp_data = {"version": VERSION, "seed": args.seed, "train_minutes": args.train_minutes,
                   "eval_minutes": args.eval_minutes, "voices": voices}
+    if args.hold_out_voice:  # only then: the default corpus's stamp stays as it was
+        stamp_data["hold_out_voice"] = args.hold_out_voice
     stamp = root / ".demo_corpus.json"
     t0 = time.time()
-    complete = all((root / subset).is_dir() for subset in SUBSETS)
+    complete = all((root / subset).is_dir() for subset in (*SUBSETS, *held_out_subsets(args.hold_out_voice)))
     if complete and stamp.exists() and json.loads(stamp.read_text()).get("params") == stamp_data:
         _write_text(args)
         log.info("%s is up to date (cached)", root)
@@ -369,6 +386,11 @@ def main(argv: list[str] | None = None) -> None:
     _PIPER_THREADS = max(1, len(os.sched_getaffinity(0)) // args.jobs)
     with mp.get_context("fork").Pool(args.jobs, initializer=_warm_up, initargs=(voices,)) as pool:
         _synthesize_corpus(args, voices, pool, stamp, stamp_data, t0)
+
+
+def held_out_subsets(voice: str) -> tuple[str, ...]:
+    """The subsets --hold-out-voice VOICE adds: VOICE's training utterances, then its dev and test ones."""
+    return (f"adapt-{voice}", f"test-{voice}") if voice else ()
 
 
 def _write_text(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -391,9 +413,11 @@ def _synthesize_corpus(args: argparse.Namespace, voices: list[str], pool: mp.poo
              "train-clean-100": pool_text[2 * n_eval:]}
     seconds = {"train-clean-100": args.train_minutes * 60, "dev-clean": args.eval_minutes * 60,
                "test-clean": args.eval_minutes * 60}
-    synth_dir = args.out / ".synth"
+    synth_dir = args.synth_dir or args.out / ".synth"
     root.mkdir(parents=True, exist_ok=True)
     speakers_txt = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    held_out = {s: [] for s in held_out_subsets(args.hold_out_voice)}  # utterances of the held-out voice
+    held_speakers: list[tuple[Speaker, str]] = []
     for subset, (base, variants) in SUBSETS.items():
         speakers = [Speaker(base + 10 * vi + k, v, s, p) for vi, (s, p) in enumerate(variants)
                     for k, v in enumerate(voices)]
@@ -401,17 +425,34 @@ def _synthesize_corpus(args: argparse.Namespace, voices: list[str], pool: mp.poo
         rng.shuffle(speakers)
         t = time.time()
         utts = plan_subset(speakers, texts[subset], seconds[subset], synth_dir, pool, args.jobs, subset)
+        if held_out:  # the same plan as the default corpus's, the held-out voice's share moved aside
+            target = held_out[held_out_subsets(args.hold_out_voice)[0 if subset.startswith("train") else 1]]
+            target += [u for u in utts if u[0].voice == args.hold_out_voice]
+            held_speakers += [(s, subset) for s in speakers if s.voice == args.hold_out_voice]
+            utts = [u for u in utts if u[0].voice != args.hold_out_voice]
         minutes = write_subset(root, subset, utts)
-        for spk in sorted(speakers, key=lambda s: s.id):
-            if spk.id in minutes:
-                name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
-                row = f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}"
-                speakers_txt.append(row)
+        speakers_txt += _speaker_rows(speakers, subset, minutes)
         log.info("%s: %d utterances, %.1f min, %d speakers (%.0f s)", subset, len(utts),
                  sum(minutes.values()), len(minutes), time.time() - t)
+    for subset, utts in held_out.items():
+        minutes = write_subset(root, subset, utts)
+        (root / subset).mkdir(exist_ok=True)  # there even when the voice had no utterance in it (tiny corpora)
+        speakers_txt += _speaker_rows([s for s, _ in held_speakers], subset, minutes)
+        log.info("%s (held-out voice %s): %d utterances, %.1f min", subset, args.hold_out_voice, len(utts),
+                 sum(minutes.values()))
     (root / "SPEAKERS.TXT").write_text("\n".join(speakers_txt) + "\n")
     stamp.write_text(json.dumps({"params": stamp_data, "seconds": round(time.time() - t0, 1)}, indent=1))
     log.info("done in %.0f s: %s", time.time() - t0, root)
+
+
+def _speaker_rows(speakers: list[Speaker], subset: str, minutes: dict[int, float]) -> list[str]:
+    """SPEAKERS.TXT rows of the speakers with minutes in `subset`."""
+    rows = []
+    for spk in sorted(speakers, key=lambda s: s.id):
+        if spk.id in minutes:
+            name = f"{spk.voice} speed {1 / spk.stretch:.2f} pitch {spk.pitch:.2f}"
+            rows.append(f"{spk.id:<5}| {SEX[spk.voice]} | {subset:<16} | {minutes[spk.id]:5.2f} | {name}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -33,18 +33,19 @@ class TrainedTiny:
     train_seconds: float
 
 
-def synth(words: list[str], rng: np.random.Generator) -> np.ndarray:
-    """Float32 samples in [-1, 1] of a word sequence."""
-    return synth_timed(words, rng)[0]
+def synth(words: list[str], rng: np.random.Generator, freqs: tuple[float, ...] = FREQS) -> np.ndarray:
+    """Float32 samples in [-1, 1] of a word sequence; `freqs` (one per word) make another "voice"."""
+    return synth_timed(words, rng, freqs)[0]
 
 
-def synth_timed(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def synth_timed(words: list[str], rng: np.random.Generator,
+                freqs: tuple[float, ...] = FREQS) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """`synth`'s samples (the same for the same generator state) and each word's tone onset and offset in seconds."""
     parts = [0.002 * rng.standard_normal(int(EDGE_S * SR))]
     spans = []
     at = parts[0].size
     for w in words:
-        f = FREQS[WORDS.index(w)] * (1 + 0.03 * rng.standard_normal())
+        f = freqs[WORDS.index(w)] * (1 + 0.03 * rng.standard_normal())
         n = int(TONE_S * SR * (1 + 0.15 * rng.uniform(-1, 1)))
         t = np.arange(n) / SR
         env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms ramps
@@ -56,18 +57,19 @@ def synth_timed(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray,
     return np.concatenate(parts).astype(np.float32), spans
 
 
-def corpus(n: int, seed: int) -> list[tuple[list[str], np.ndarray]]:
-    """n random utterances of 2 to 6 words: (words, samples)."""
-    return [(words, audio) for words, audio, _ in corpus_timed(n, seed)]
+def corpus(n: int, seed: int, freqs: tuple[float, ...] = FREQS) -> list[tuple[list[str], np.ndarray]]:
+    """n random utterances of 2 to 6 words: (words, samples); `freqs` as synth's."""
+    return [(words, audio) for words, audio, _ in corpus_timed(n, seed, freqs)]
 
 
-def corpus_timed(n: int, seed: int) -> list[tuple[list[str], np.ndarray, list[tuple[float, float]]]]:
+def corpus_timed(n: int, seed: int,
+                 freqs: tuple[float, ...] = FREQS) -> list[tuple[list[str], np.ndarray, list[tuple[float, float]]]]:
     """`corpus` (the same audio for the same seed) with each word's tone onset and offset in seconds."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=int(rng.integers(2, 7)))]
-        out.append((words, *synth_timed(words, rng)))
+        out.append((words, *synth_timed(words, rng, freqs)))
     return out
 
 

@@ -17,6 +17,7 @@ Modules (checkpoint files: asr.checkpoint; the device: asr.device):
     resume        RNG states (as tensors) and the sampler position
     progress      console lines with ETA, tensorboard, log files
     run           builds model, data, optimiser from the config and runs the Trainer
+    init_from     fine-tuning: weights from another run (trainer.init_from, init_modules), freeze_modules
     preemption    PreemptionHandler: SIGTERM/SIGUSR1/SIGINT -> checkpoint after the batch, exit 75 (EXIT_PREEMPTED)
     rank_failure  exit_on_failure: a failing rank logs rank, batch, cut ids and exits at once (status 1)
     save_retry    SaveRetry: a failed checkpoint write (ENOSPC, EIO) is retried at the next save point, N in a row stop
@@ -30,6 +31,7 @@ and config.yaml, named and laid out as asr.checkpoint describes, and
     tensorboard/           events: train/{loss,simple_loss,pruned_loss} per frame, train/lr, train/grad_norm,
                            train/frames_per_s, valid/{loss,simple_loss,pruned_loss} per frame
     log/log-train-{time}.txt   the console log of each start
+    init_from.json         fine-tuning only: the source of the initial weights and its training config
     bad-model-{step}.pt    fp16 only: the diagnostic checkpoint of a collapsing grad scale (never resumed from)
 
 Resume: re-running the same command loads the readable checkpoint with the most batches trained (a truncated file

