@@ -37,7 +37,8 @@ class SearchConfig:
     # phrases get a bonus per matched BPE token, taken back when a match fails. Empty: none. Works with the LMs.
     hotwords: str = ""
     # Bonus per token of a hotword without its own boost: sherpa-onnx's default 1.5 lifts a phrase the model finds
-    # a few nats less likely than its rival; much more makes the phrase appear where it was not said.
+    # a few nats less likely than its rival; much more makes the phrase appear where it was not said. With few BPE
+    # pieces (the demo's 64) a phrase is many tokens and an unrelated list costs more: 0.5 (RESULTS.md).
     hotword_score: float = 1.5
 
 
