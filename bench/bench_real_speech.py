@@ -12,7 +12,7 @@ test-clean, same model, same search, one run.
 --real is a folder with Sphinx's `transcription` file (`<s> words </s> (file-id)` per line) beside FILE-ID.wav;
 --synthetic a LibriSpeech-layout folder (`*.trans.txt` beside the FLAC files), of which the first --num-synthetic
 utterances (sorted by id) are decoded. Both go through `asr-transcribe` (the same audio reading, resampling and
-fbank a user gets). Text is upper-cased and stripped of punctuation other than apostrophes on both sides.
+fbank a user gets). Both sides are normalised as the corpus is (asr.data.text.normalize_transcript).
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from asr.data.audio_folder import librispeech_transcripts
+from asr.data.text import normalize_transcript
 from asr.metrics.wer import Result, compute_wer
 
 _SPHINX_LINE = re.compile(r"^\s*(?:<s>)?(?P<text>.*?)(?:</s>)?\s*\((?P<id>[^()]+)\)\s*$")
 
 
 def normalise(text: str) -> list[str]:
-    return re.sub(r"[^A-Z' ]", " ", text.upper()).split()
+    return (normalize_transcript(text) or "").split()
 
 
 def sphinx_refs(folder: Path) -> dict[Path, str]:
@@ -50,12 +52,9 @@ def sphinx_refs(folder: Path) -> dict[Path, str]:
 
 def librispeech_refs(folder: Path, limit: int) -> dict[Path, str]:
     """{flac: reference} of the first `limit` utterances (by id) of a LibriSpeech-layout folder."""
-    refs = {}
-    for trans in sorted(folder.rglob("*.trans.txt")):
-        for line in trans.read_text().splitlines():
-            uid, _, text = line.partition(" ")
-            refs[trans.parent / f"{uid}.flac"] = text
-    return dict(sorted(refs.items())[:limit])
+    texts = librispeech_transcripts(folder)
+    flacs = {p.stem: p for p in folder.rglob("*.flac")}
+    return {flacs[uid]: texts[uid] for uid in sorted(texts)[:limit] if uid in flacs}
 
 
 def transcribe(files: list[Path], args: argparse.Namespace) -> dict[Path, str]:
