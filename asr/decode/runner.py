@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from asr.decode.config import DecodeConfig, check_search
 from asr.decode.inference import Inference, InferenceConfig, load_inference
 from asr.decode.formats import Transcript, write_transcript
 from asr.decode.search import search
-from asr.decode.words import frame_shift_s, pieces_of, words_of
+from asr.decode.words import frame_shift_s, pieces_of, upper_words_of
 from asr.lm.fusion import FusionScorer
 from asr.progress import progress
 from asr.metrics.wer import ErrorStats, Result, write_results
@@ -93,8 +93,7 @@ def decode_batches(
             results.append(Result(cut_id, ref.upper().split(), hyp.upper().split()))
         if words:
             for cut_id, hyp, h in zip(cut_ids, hyps, found):
-                timed.append(Transcript(cut_id, hyp.upper(), [
-                    replace(w, word=w.word.upper()) for w in words_of(h, pieces, shift)]))
+                timed.append(Transcript(cut_id, hyp.upper(), upper_words_of(h, pieces, shift)))
         bar.update(len(cut_ids))
     bar.close()
     return DecodedSet(results=results, audio_seconds=audio, elapsed_seconds=elapsed, timed=timed)

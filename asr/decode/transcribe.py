@@ -46,7 +46,7 @@ from asr.decode.config import METHODS, SearchConfig, check_search
 from asr.decode.formats import FORMATS, SubtitleConfig, Transcript, ctm_id, format_transcripts
 from asr.decode.inference import InferenceConfig, InferenceError, load_inference
 from asr.decode.search import search
-from asr.decode.words import Word, frame_shift_s, pieces_of, words_of
+from asr.decode.words import Word, frame_shift_s, pieces_of, upper_words_of
 
 PROG = "asr-transcribe"
 # (n,) 16 kHz samples -> upper-cased text and its words with times (empty when the runtime gives none); raises
@@ -114,8 +114,7 @@ def pytorch_transcriber(args: argparse.Namespace) -> Transcriber:
         enc, enc_lens = inf.model.encode(feats.unsqueeze(0).to(inf.device), x_lens.to(inf.device))
         hyp = search(inf.model, enc, enc_lens, args.method, beam=args.beam, max_sym_per_frame=args.max_sym_per_frame,
                      fusion=inf.fusion)
-        words = [Word(w.word.upper(), w.start, w.end, w.confidence) for w in words_of(hyp[0], pieces, shift)]
-        return inf.tokenizer.decode([hyp[0].tokens])[0].upper(), words
+        return inf.tokenizer.decode([hyp[0].tokens])[0].upper(), upper_words_of(hyp[0], pieces, shift)
 
     return transcribe
 

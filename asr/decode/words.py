@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -116,3 +116,8 @@ def words_of(hyp: Hypothesis, pieces: Sequence[str], frame_shift_s: float) -> li
             end = max(start, min(end, groups[i + 1][1] * frame_shift_s))
         words.append(Word(word, start, end, math.exp(least)))
     return words
+
+
+def upper_words_of(hyp: Hypothesis, pieces: Sequence[str], frame_shift_s: float) -> list[Word]:
+    """words_of, each word upper-cased as the tokenizer's decoded text is printed (decode.py's CTM, asr-transcribe)."""
+    return [replace(w, word=w.word.upper()) for w in words_of(hyp, pieces, frame_shift_s)]
