@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.distributed
@@ -158,6 +158,18 @@ def _buckets(tensors: list[torch.Tensor], bucket_bytes: int) -> Iterable[list[to
         yield bucket
 
 
+def _in_buckets(tensors: list[torch.Tensor], bucket_mb: float, collective: Callable[[torch.Tensor], object]) -> None:
+    """Runs `collective` in place on each bucket of `tensors` flattened into one (N,) tensor, and copies the result
+    back: one collective call per ~bucket_mb MB instead of one per tensor."""
+    for bucket in _buckets(tensors, int(bucket_mb * 2**20)):
+        flat = torch.cat([t.reshape(-1) for t in bucket])  # (N,)
+        collective(flat)
+        offset = 0
+        for t in bucket:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
 def reduce_gradients(params: list[nn.Parameter], dist: DistInfo, bucket_mb: float = 25.0) -> None:
     """Averages the gradients of `params` over ranks (DDP's reduction), in buckets of about `bucket_mb` MB (DDP's
     default bucket size): the extra memory is one bucket. A missing gradient counts as zeros (a rank whose batch
@@ -170,14 +182,12 @@ def reduce_gradients(params: list[nn.Parameter], dist: DistInfo, bucket_mb: floa
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)
-    for bucket in _buckets(grads, int(bucket_mb * 2**20)):
-        flat = torch.cat([g.reshape(-1) for g in bucket])  # (N,)
+
+    def average(flat: torch.Tensor) -> None:  # (N,)
         torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         flat /= dist.world_size
-        offset = 0
-        for g in bucket:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+
+    _in_buckets(grads, bucket_mb, average)
 
 
 def broadcast_module(model: nn.Module, dist: DistInfo, parameters: bool = True,
@@ -189,10 +199,4 @@ def broadcast_module(model: nn.Module, dist: DistInfo, parameters: bool = True,
     tensors = [p.data for p in model.parameters()] if parameters else []
     tensors += list(model.buffers())
     with torch.no_grad():
-        for bucket in _buckets(tensors, int(bucket_mb * 2**20)):
-            flat = torch.cat([t.reshape(-1) for t in bucket])  # (N,)
-            torch.distributed.broadcast(flat, src=0)
-            offset = 0
-            for t in bucket:
-                t.copy_(flat[offset : offset + t.numel()].view_as(t))
-                offset += t.numel()
+        _in_buckets(tensors, bucket_mb, lambda flat: torch.distributed.broadcast(flat, src=0))
