@@ -1,11 +1,12 @@
 """Two CPU processes under torchrun (gloo) against one process with the same global batches."""
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import torch
+
+from tests.train.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -13,12 +14,6 @@ REPO = HERE.parents[1]
 # loss at all while rank 1 has one; one process drops them too.
 ARGS = ["--loader", "fixed", "--dropout", "0", "--epochs", "1", "--no-batchnorm", "--warm-step", "1000",
         "--nan-ids", "0,2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd: list[str]) -> None:
@@ -30,7 +25,7 @@ def _run(cmd: list[str]) -> None:
 def test_two_ranks_match_one_process(tmp_path, python_exe):
     torchrun = str(Path(python_exe).parent / "torchrun")
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    _run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+    _run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
           "-m", "tests.train.tiny", "--exp-dir", str(ddp), *ARGS])  # fmt: skip
     _run([python_exe, "-m", "tests.train.tiny", "--exp-dir", str(single), *ARGS])
 

@@ -16,6 +16,7 @@ from asr.train.distributed import DistInfo
 from asr.train.init_from import RECORD, InitError, prepare_model
 from asr.train.optim import build_optimizer
 from asr.train.trainer import Trainer
+from tests.train.ports import free_port
 from tests.train.tiny import fixed_batches, make_cuts, tiny_model_config
 
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -398,10 +399,8 @@ def test_ddp_trains_with_frozen_modules_without_find_unused_parameters(tmp_path,
     script.write_text(DDP_SCRIPT)
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo), PYTHONWARNINGS="ignore")
-    from tests.train.test_distributed import _free_port
-
     cmd = [python_exe, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(script), str(tmp_path)]  # fmt: skip
+           "--master_port", str(free_port()), str(script), str(tmp_path)]  # fmt: skip
     done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))  # the script's tensor dicts

@@ -7,7 +7,6 @@ drops it as a batch with no loss (no optimiser step, counters advance): the weig
 
 import logging
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from asr.checkpoint import load_checkpoint
 from asr.train.distributed import DistInfo
 from asr.train.oom import BatchOutOfMemoryError, OomSkipsExceeded, _buckets, is_out_of_memory, reduce_gradients
+from tests.train.ports import free_port
 from tests.train.tiny import CPU_OOM_MESSAGE, SyntheticDataset, fixed_batches, inject_oom, make_cuts, make_trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,12 +120,6 @@ ARGS = ["--loader", "fixed", "--dropout", "0", "--epochs", "1", "--no-batchnorm"
         "--collective-timeout", "60"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -134,7 +128,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 def _torchrun(python_exe: str, exp: Path, *extra: str) -> subprocess.CompletedProcess:
     torchrun = str(Path(python_exe).parent / "torchrun")
     return _run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                 str(_free_port()), "-m", "tests.train.tiny", "--exp-dir", str(exp), *ARGS, *extra])  # fmt: skip
+                 str(free_port()), "-m", "tests.train.tiny", "--exp-dir", str(exp), *ARGS, *extra])  # fmt: skip
 
 
 def test_two_ranks_skip_the_same_batch_and_stay_in_step(tmp_path, python_exe):

@@ -2,7 +2,6 @@
 batch; torchrun's elastic restart resumes from the last checkpoint; a signal on one rank stops both together."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.train.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -21,18 +22,12 @@ BOUND_S = 60  # the issue's bound on how long the job may linger after a rank fa
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(python_exe: str, exp: Path, *extra: str, restarts: int = 0) -> tuple[subprocess.CompletedProcess, float]:
     torchrun = str(Path(python_exe).parent / "torchrun")
     # c10d rendezvous with a fresh store per round: a restart's ranks must not read the failed round's addresses
     # from a store shared across restarts (pytorch/pytorch#135712; the static rendezvous always shares it)
     cmd = [torchrun, "--nproc_per_node", "2", "--max-restarts", str(restarts), "--rdzv-backend", "c10d",
-           "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "-m", "tests.train.tiny", "--exp-dir", str(exp), *ARGS,
+           "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "-m", "tests.train.tiny", "--exp-dir", str(exp), *ARGS,
            *extra]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
     start = time.monotonic()
