@@ -7,6 +7,8 @@ Each path runs in its own subprocess (so peak RSS is its own): forward + backwar
   (b) torch:     smoothed simple loss (lm_only_scale 0.25, am_only_scale 0) + prune ranges (s_range) + pruning +
                  joiner on (B, T, S) + pruned loss, with asr.loss's PyTorch backend;
   (c) fast_rnnt: the same pruned path with asr.loss.set_backend("fast_rnnt").
+With --scope loss, (b) and (c) time the loss functions' own work only: the same calls on leaf inputs, with a fixed
+gradient into the pruned (B, T, S, D) outputs and no joiner (whose Linear layers and tanh both backends share).
 The paths take turns for --rounds rounds (a fresh process each time, so that load from other programs hits them
 alike); each process times --runs steps after --warmup. Prints the median and the minimum over all timed steps,
 peak RSS, and peak RSS above the RSS reached after set-up (torch itself takes ~0.5 GB here), and the ratios.
@@ -55,6 +57,28 @@ def run_one(args: argparse.Namespace) -> dict:
         loss.backward()
         return loss.item()
 
+    # --scope loss: the loss functions' own work only. Their inputs are leaves (the simple loss's lm / am logits,
+    # the joiner's projected encoder / decoder outputs, the pruned logits) and the pruned (B, T, S, D) outputs get a
+    # fixed gradient, as the joiner would send back; no Linear, tanh or their backward, which both backends share.
+    lm_leaf = torch.randn(B, U + 1, V, requires_grad=True)  # (B, U + 1, V)
+    am_leaf = torch.randn(B, T, V, requires_grad=True)  # (B, T, V)
+    enc_j, dec_j = torch.randn(B, T, D, requires_grad=True), torch.randn(B, U + 1, D, requires_grad=True)
+    logits_leaf = torch.randn(B, T, min(args.s_range, U + 1), V, requires_grad=True)  # (B, T, S, V)
+    pruned_grad = torch.randn(B, T, min(args.s_range, U + 1), D)  # (B, T, S, D)
+    if args.scope == "loss":
+        params = [lm_leaf, am_leaf, enc_j, dec_j, logits_leaf]
+
+    def loss_only_step() -> float:
+        simple_loss, (px_grad, py_grad) = L.rnnt_loss_smoothed(
+            lm_leaf, am_leaf, symbols, 0, lm_only_scale=args.lm_only_scale, am_only_scale=args.am_only_scale,
+            boundary=boundary, reduction="sum", return_grad=True)
+        ranges = L.get_rnnt_prune_ranges(px_grad, py_grad, boundary, args.s_range)  # (B, T, S)
+        am_pruned, lm_pruned = L.do_rnnt_pruning(enc_j, dec_j, ranges)  # (B, T, S, D)
+        pruned_loss = L.rnnt_loss_pruned(logits_leaf, symbols, ranges, 0, boundary, reduction="sum")
+        loss = 0.5 * simple_loss + pruned_loss
+        torch.autograd.backward([loss, am_pruned, lm_pruned], [None, pruned_grad, pruned_grad])
+        return loss.item()
+
     def pruned_step() -> float:
         lm, am = simple_lm_proj(dec), simple_am_proj(enc)  # (B, U + 1, V), (B, T, V)
         simple_loss, (px_grad, py_grad) = L.rnnt_loss_smoothed(
@@ -70,7 +94,9 @@ def run_one(args: argparse.Namespace) -> dict:
 
     if args.path == "fast_rnnt":
         L.set_backend("fast_rnnt")
-    step = full_step if args.path == "full" else pruned_step
+    if args.scope == "loss" and args.path == "full":
+        raise SystemExit("--scope loss measures the pruned paths only: pass --paths torch,fast_rnnt")
+    step = full_step if args.path == "full" else loss_only_step if args.scope == "loss" else pruned_step
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times, value = [], 0.0
     for i in range(args.warmup + args.runs):
@@ -99,6 +125,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--scope", choices=("step", "loss"), default="step",
+                        help="step: the whole pruned step with its joiner (default); loss: the loss functions' own "
+                             "work only (leaf inputs, a fixed gradient into the pruned outputs; no joiner)")
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)  # internal: run one path, print JSON
     args = parser.parse_args()

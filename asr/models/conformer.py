@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asr.models.dropout import MaskDropout
 from asr.models.time_reduction import BypassUpsample, PairDownsample
 
 # Each subsampling convolution has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
@@ -208,7 +209,7 @@ class RelPositionMultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.pos_bias_u)
         nn.init.xavier_uniform_(self.pos_bias_v)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = MaskDropout(dropout)
 
     def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
         """
@@ -248,7 +249,7 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, ff_dim: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, ff_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+            nn.Linear(d_model, ff_dim), nn.SiLU(), MaskDropout(dropout), nn.Linear(ff_dim, d_model)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -336,7 +337,7 @@ class ConformerLayer(nn.Module):
         self.norm_conv = nn.LayerNorm(d_model)
         self.norm_ff = nn.LayerNorm(d_model)
         self.norm_final = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = MaskDropout(dropout)
 
     def forward(self, x: Tensor, pos_emb: Tensor, key_padding_mask: Tensor) -> Tensor:
         """x: (B, T, D), pos_emb: (2T - 1, D), key_padding_mask: (B, T) -> (B, T, D)."""
@@ -374,7 +375,7 @@ class Conformer(nn.Module):
         self.min_input_frames = min_input_frames(subsampling_factor)
         self.frames_fn = EncoderFrames(subsampling_factor)  # output_lengths, picklable without the module
         self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels, subsampling_factor)
-        self.input_dropout = nn.Dropout(dropout)
+        self.input_dropout = MaskDropout(dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
         )
