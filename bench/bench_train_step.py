@@ -7,6 +7,7 @@
     nice .venv/bin/python bench/bench_train_step.py --compare foreach --vocab-size 64       # ScaledAdam's two paths
     .venv/bin/python bench/bench_train_step.py --model conformer_l12 --seconds 120 --device cuda
     nice -n 0 .venv/bin/python bench/bench_train_step.py --compare tree --baseline ../base --paper --rounds 3
+    nice .venv/bin/python bench/bench_train_step.py --front-end-flops --paper   # FLOPs of lighter front ends, no timing
 
 A step is the transducer's forward (simple + pruned loss, as the trainer runs it), backward and an Adam step, on
 random 80-bin features of LibriSpeech-like lengths with random labels. The two set-ups alternate batch by batch in
@@ -32,6 +33,10 @@ optim=noam). `--paper` sets the pruned RNN-T paper's batch: conformer_l12, 8 utt
 (getrusage high-water), the FLOPs of one step (torch.utils.flop_counter, grouped-convolution backward counted per
 group) and the FLOP/s achieved against a large fp32 matmul timed in the same run, and a per-module time table
 (bench/step_profile.py) of one more step of each tree.
+
+`--front-end-flops`: no timing; for subsampling_conv full and depthwise, each with subsampling_channels d_model and
+d_model / 2, the parameters of the subsampling and the forward FLOPs of the encoder alone and of its subsampling on
+one batch (the paper's with `--paper`), counted by torch.utils.flop_counter in eval mode on one thread.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="for --compare tree: timed steps per tree")
     parser.add_argument("--warmup", type=int, default=1, help="for --compare tree: untimed steps first")
     parser.add_argument("--no-profile", action="store_true", help="for --compare tree: skip FLOPs and module table")
+    parser.add_argument("--front-end-flops", action="store_true", help="FLOPs of the subsampling variants (above)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: one tree's process
     parser.add_argument("--half-rate-layers", type=int, nargs=2, default=[1, 5], help="for --compare half-rate")
     parser.add_argument("--model", default="conformer_small", help="a conf/model/*.yaml")
@@ -122,6 +128,8 @@ def main() -> None:
         return tree_worker(args)
     if args.compare == "tree":
         return compare_trees(args)
+    if args.front_end_flops:
+        return front_end_table(args)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -201,6 +209,32 @@ def main() -> None:
     for label, ratio in ((first, 1.0), (second, statistics.median(ratios))):
         print(f"| {label} | {statistics.median(times[label]):.3f} | {ratio:.3f} | "
               f"{1e3 * statistics.median(opt_times[label]):.1f} |")
+
+
+# ---------------------------------------------------------------------------------------------- --front-end-flops
+def front_end_table(args: argparse.Namespace) -> None:
+    """Prints a Markdown table: per subsampling variant, its parameters and its share of the encoder's forward FLOPs."""
+    from step_profile import front_end_flops
+
+    torch.set_num_threads(1)  # a count, not a timing: one thread leaves a shared machine alone
+    x, x_lens, _, _ = fixed_batch(args)
+    d_model = int(OmegaConf.load(CONF / f"{args.model}.yaml").encoder.d_model)
+    print(f"model {args.model}, encoder forward, eval mode, batch {tuple(x.shape)} (B, T, F), "
+          f"{int(x_lens.sum())} valid frames")
+    print("| subsampling_conv | subsampling_channels | subsampling parameters | subsampling GFLOP | encoder GFLOP "
+          "| subsampling share | encoder FLOPs vs the first |")
+    print("|---|---|---|---|---|---|---|")
+    reference = None
+    for conv in ("full", "depthwise"):
+        for channels in (d_model, d_model // 2):
+            encoder = build(args.model, args.vocab_size, torch.device("cpu"), subsampling_conv=conv,
+                            subsampling_channels=channels).encoder.eval()
+            flops = front_end_flops(encoder, x, x_lens)
+            reference = reference or flops["encoder"]
+            params = sum(p.numel() for p in encoder.subsampling.parameters())
+            print(f"| {conv} | {channels} | {params:,} | {flops['subsampling'] / 1e9:.1f} | "
+                  f"{flops['encoder'] / 1e9:.1f} | {flops['subsampling'] / flops['encoder']:.1%} | "
+                  f"{flops['encoder'] / reference:.3f} |", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ --compare tree

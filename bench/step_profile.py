@@ -10,6 +10,7 @@ asr.train.step.compute_batch_loss), so today's code and an older tree are measur
   nested). Regions are aggregated into categories (subsampling, attention, convolution, feed-forward, ...).
 - `count_flops`: FLOPs of forward + backward with torch.utils.flop_counter, the backward of a grouped convolution
   counted per group (torch counts its weight gradient as if every group saw every input channel).
+- `front_end_flops`: forward FLOPs of an encoder alone and of its subsampling (bench_train_step.py --front-end-flops).
 """
 
 from __future__ import annotations
@@ -194,6 +195,19 @@ def count_flops(forward: Callable[[], object], backward: Callable[[object], None
             if key.endswith("." + name):
                 result[name] = sum(ops.values())
     return result
+
+
+@torch.no_grad()
+def front_end_flops(encoder: nn.Module, x: Tensor, x_lens: Tensor) -> dict[str, int]:
+    """Forward FLOPs of `encoder(x, x_lens)` (an asr.models.Conformer) and of its `subsampling` module (convolutions,
+    Linear and LayerNorm): {"encoder", "subsampling"}.
+
+    Args:
+        x: (B, T, F) features.
+        x_lens: (B,) valid frames.
+    """
+    flops = count_flops(lambda: encoder(x, x_lens), lambda out: None)
+    return {"encoder": flops["forward"], "subsampling": flops["subsampling"]}
 
 
 def matmul_peak(n: int = 4096, repeats: int = 3) -> float:

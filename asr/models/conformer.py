@@ -1,7 +1,7 @@
 """Conformer encoder (Gulati et al., 2020) with relative-positional self-attention.
 
 The stack is: optional per-utterance feature normalisation -> Conv2d subsampling by 4 (icefall's Conformer) or 8
-(NeMo's FastConformer) -> scaled input + relative
+(NeMo's FastConformer), with full or depthwise-separable convolutions -> scaled input + relative
 sinusoidal position table -> N macaron Conformer layers (half feed-forward, relative-positional multi-head
 self-attention, convolution module, half feed-forward, LayerNorm). Padded frames never reach a valid frame: the
 normalisation's statistics skip them, attention masks padded keys, the convolution module zeroes padded frames before
@@ -24,6 +24,8 @@ _SUBSAMPLING_KERNEL = 3
 _SUBSAMPLING_STRIDE = 2
 # Subsampling factor -> number of those convolutions.
 _SUBSAMPLING_CONVS = {4: 2, 8: 3}
+# Kinds of the subsampling convolutions after the first (ConformerConfig.subsampling_conv).
+_SUBSAMPLING_CONV_KINDS = ("full", "depthwise")
 # Fewest input frames that still give one output frame at factor 4: ((7 - 1) // 2 - 1) // 2 = 1 (factor 8: 15).
 MIN_INPUT_FRAMES = 7
 # Wavelength base of the sinusoidal position table (Vaswani et al. 2017).
@@ -54,6 +56,14 @@ class ConformerConfig:
     # (a third one, 80 ms frames, as NeMo's FastConformer): 8 halves the frames every layer, the joiner and the
     # losses see, for about half the encoder's cost.
     subsampling_factor: int = 4
+    # The subsampling convolutions after the first: "full" (a 3x3 stride-2 Conv2d(C, C), icefall's
+    # Conv2dSubsampling) or "depthwise" (NeMo FastConformer's dw_striding: a depthwise 3x3 stride-2 Conv2d, then a
+    # pointwise 1x1 Conv2d(C, C)). "full" is the default: checkpoints keep icefall's layout and the WER tables were
+    # measured with it. "depthwise" is a lighter front end: conformer_l12's subsampling is 39% of its encoder's
+    # forward FLOPs (nearly all of it the second 512-channel Conv2d), 12% with depthwise, and the encoder's forward
+    # 0.69x (bench/RESULTS_train_step.md, "Lighter front ends"); a different function, so train it from scratch.
+    # Both keep the frame counts (kernel 3, stride 2, no padding).
+    subsampling_conv: str = "full"
     # [] or [first, end]: layers first .. end - 1 run at half the frame rate, between a learned pair average and a
     # repeat-and-bypass back to full rate (Squeezeformer's Temporal U-Net, Zipformer's middle stacks); the output
     # keeps subsampling_factor's frames. E.g. [1, 5] of 6 layers: a third less compute in the layers.
@@ -146,17 +156,30 @@ def utterance_norm(x: Tensor, x_lens: Tensor, eps: float = 1e-5) -> Tensor:
 
 class Conv2dSubsampling(nn.Module):
     """log2(factor) Conv2d (kernel 3, stride 2) + ReLU over (time, feature), then a Linear to d_model:
-    T -> T' = subsampled_lengths(T, factor), about T / factor."""
+    T -> T' = subsampled_lengths(T, factor), about T / factor.
 
-    def __init__(self, num_features: int, d_model: int, channels: int = 0, factor: int = 4) -> None:
+    conv="full": each Conv2d is a full one (icefall's Conv2dSubsampling). conv="depthwise": the first stays
+    Conv2d(1, C); each later one is a depthwise Conv2d(C, C, groups=C) then a pointwise Conv2d(C, C, 1), as NeMo's
+    dw_striding (same module indexes: conv.0, conv.2 + conv.3, conv.5 + conv.6), but without its padding.
+    """
+
+    def __init__(self, num_features: int, d_model: int, channels: int = 0, factor: int = 4,
+                 conv: str = "full") -> None:
         super().__init__()
+        if conv not in _SUBSAMPLING_CONV_KINDS:
+            raise ValueError(f"subsampling_conv must be one of {_SUBSAMPLING_CONV_KINDS}, got {conv!r}")
         k, s = _SUBSAMPLING_KERNEL, _SUBSAMPLING_STRIDE
         channels = channels or d_model
         layers: list[nn.Module] = []
         for i in range(_subsampling_convs(factor)):
+            if i == 0 or conv == "full":
+                layers.append(nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=k, stride=s))
+            else:
+                layers += [nn.Conv2d(channels, channels, kernel_size=k, stride=s, groups=channels),
+                           nn.Conv2d(channels, channels, kernel_size=1)]  # fmt: skip
             # in place: the convolution's output is not needed by its backward, and a fresh (B, C, T', F') tensor
             # (320 MB for conformer_l12's first one at 8 x 10 s) costs a pass of page writes
-            layers += [nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=k, stride=s), nn.ReLU(inplace=True)]
+            layers.append(nn.ReLU(inplace=True))
         self.conv = nn.Sequential(*layers)
         sub_features = int(subsampled_lengths(torch.tensor(num_features), factor))
         if sub_features < 1:
@@ -364,6 +387,7 @@ class Conformer(nn.Module):
         input_norm: str = "none",
         subsampling_factor: int = 4,
         half_rate_layers: list[int] | tuple[int, ...] = (),
+        subsampling_conv: str = "full",
     ) -> None:
         super().__init__()
         if input_norm not in _INPUT_NORMS:
@@ -374,7 +398,8 @@ class Conformer(nn.Module):
         self.subsampling_factor = subsampling_factor
         self.min_input_frames = min_input_frames(subsampling_factor)
         self.frames_fn = EncoderFrames(subsampling_factor)  # output_lengths, picklable without the module
-        self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels, subsampling_factor)
+        self.subsampling = Conv2dSubsampling(num_features, d_model, subsampling_channels, subsampling_factor,
+                                             subsampling_conv)
         self.input_dropout = MaskDropout(dropout)
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, num_heads, ff_dim, cnn_kernel, dropout) for _ in range(num_layers)
@@ -402,6 +427,7 @@ class Conformer(nn.Module):
             input_norm=cfg.input_norm,
             subsampling_factor=cfg.subsampling_factor,
             half_rate_layers=cfg.half_rate_layers,
+            subsampling_conv=cfg.subsampling_conv,
         )
 
     def output_lengths(self, x_lens: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
 """The export views compute what the model computes: relative positions and shift, encoder, decoder, joiner; and the
-ONNX files of conformer_small / conformer_l12 (random weights) match PyTorch for odd lengths and padded batches."""
+ONNX files of conformer_small / conformer_l12 and of encoder variants (half-rate layers, depthwise subsampling; random
+weights) match PyTorch for odd lengths and padded batches."""
 
 from pathlib import Path
 
@@ -128,5 +129,7 @@ def test_conformer_l12_onnx_matches_pytorch(tmp_path):
     check_onnx_matches(build("conformer_l12"), tmp_path, [[101], [1503, 101, 997]])
 
 
-def test_half_rate_layers_export(tmp_path):
-    check_onnx_matches(build("conformer_small", encoder={"half_rate_layers": [1, 5]}), tmp_path, [[997, 101, 303]])
+@pytest.mark.parametrize("encoder", [{"half_rate_layers": [1, 5]}, {"subsampling_conv": "depthwise", "num_layers": 2}],
+                         ids=["half_rate_layers", "depthwise_subsampling"])
+def test_encoder_variants_export(tmp_path, encoder):
+    check_onnx_matches(build("conformer_small", encoder=encoder), tmp_path, [[997, 101, 303]])

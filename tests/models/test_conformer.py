@@ -8,6 +8,7 @@ import torch
 from asr.models.conformer import (
     MIN_INPUT_FRAMES,
     Conformer,
+    ConformerConfig,
     Conv2dSubsampling,
     MaskedBatchNorm1d,
     RelPositionMultiheadAttention,
@@ -25,30 +26,37 @@ def tiny_conformer(**kw) -> Conformer:
     return Conformer(**args)
 
 
-def test_subsampled_lengths_match_the_convolutions_for_every_length():
-    sub = Conv2dSubsampling(num_features=F, d_model=4)
-    lens = torch.arange(MIN_INPUT_FRAMES, 300)
+SUBSAMPLING_CONVS = ["full", "depthwise"]
+
+
+@pytest.mark.parametrize("factor", [4, 8])
+@pytest.mark.parametrize("conv", SUBSAMPLING_CONVS)
+def test_subsampled_lengths_match_the_convolutions_for_every_length(conv, factor):
+    sub = Conv2dSubsampling(num_features=F, d_model=4, channels=3, factor=factor, conv=conv)
+    # full: one Conv2d per stride-2 step; depthwise: the first, then a depthwise + pointwise pair per later step
+    steps = {4: 2, 8: 3}[factor]
+    convs = [m for m in sub.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == (steps if conv == "full" else 2 * steps - 1)
+    assert [c.groups for c in convs] == ([1] * steps if conv == "full" else [1] + [3, 1] * (steps - 1))
+    lens = torch.arange(min_input_frames(factor), 300)
     expected = torch.tensor([sub(torch.zeros(1, int(t), F)).size(1) for t in lens])
-    assert torch.equal(subsampled_lengths(lens), expected)
-    # Known values: 7 -> 1, 8 -> 1, 11 -> 2, 100 -> 24, 1000 -> 249.
+    assert torch.equal(subsampled_lengths(lens, factor), expected)
+    assert sub(torch.zeros(2, 299, F)).shape == (2, int(subsampled_lengths(torch.tensor(299), factor)), 4)
+
+
+def test_subsampled_lengths_known_values():
+    # Factor 4: 7 -> 1, 8 -> 1, 11 -> 2, 100 -> 24, 1000 -> 249.
     assert subsampled_lengths(torch.tensor([7, 8, 11, 100, 1000])).tolist() == [1, 1, 2, 24, 249]
-
-
-def test_subsampling_by_8_lengths_match_its_three_convolutions():
-    sub = Conv2dSubsampling(num_features=F, d_model=4, factor=8)
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in sub.modules()) == 3
-    lens = torch.arange(min_input_frames(8), 300)
-    expected = torch.tensor([sub(torch.zeros(1, int(t), F)).size(1) for t in lens])
-    assert torch.equal(subsampled_lengths(lens, factor=8), expected)
-    # Known values: 15 -> 1 (14 -> 0), 100 -> 11, 1000 -> 124: about T / 8.
+    # Factor 8: 15 -> 1 (14 -> 0), 100 -> 11, 1000 -> 124: about T / 8.
     assert subsampled_lengths(torch.tensor([14, 15, 100, 1000]), factor=8).tolist() == [0, 1, 11, 124]
     assert (min_input_frames(4), min_input_frames(8)) == (MIN_INPUT_FRAMES, 15)
     with pytest.raises(ValueError, match="subsampling_factor must be one of"):
-        subsampled_lengths(lens, factor=6)
+        subsampled_lengths(torch.tensor([100]), factor=6)
 
 
-def test_factor_8_encoder_halves_the_frames_and_stays_padding_invariant():
-    enc = tiny_conformer(subsampling_factor=8).eval()
+@pytest.mark.parametrize("conv", SUBSAMPLING_CONVS)
+def test_factor_8_encoder_halves_the_frames_and_stays_padding_invariant(conv):
+    enc = tiny_conformer(subsampling_factor=8, subsampling_conv=conv).eval()
     x = torch.randn(2, 90, F)
     x_lens = torch.tensor([90, 61])
     out, out_lens = enc(x, x_lens)
@@ -62,8 +70,9 @@ def test_factor_8_encoder_halves_the_frames_and_stays_padding_invariant():
         enc(x[:, :14], torch.tensor([14, 14]))
 
 
-def test_output_shapes_lengths_and_zero_padding():
-    enc = tiny_conformer().eval()
+@pytest.mark.parametrize("conv", SUBSAMPLING_CONVS)
+def test_output_shapes_lengths_and_zero_padding(conv):
+    enc = tiny_conformer(subsampling_conv=conv).eval()
     x_lens = torch.tensor([50, 37, 7])
     out, out_lens = enc(torch.randn(3, 50, F), x_lens)
     assert out.shape == (3, subsampled_lengths(torch.tensor(50)).item(), 16)
@@ -73,8 +82,9 @@ def test_output_shapes_lengths_and_zero_padding():
         assert out[b, :n].abs().sum() > 0
 
 
-def test_padding_does_not_change_valid_frames():
-    enc = tiny_conformer().eval()
+@pytest.mark.parametrize("conv", SUBSAMPLING_CONVS)
+def test_padding_does_not_change_valid_frames(conv):
+    enc = tiny_conformer(subsampling_conv=conv).eval()
     x = torch.randn(2, 41, F)
     x_lens = torch.tensor([41, 29])
     out, out_lens = enc(x, x_lens)
@@ -89,18 +99,56 @@ def test_padding_does_not_change_valid_frames():
         torch.testing.assert_close(out[b, :n], alone[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("conv", SUBSAMPLING_CONVS)
 @pytest.mark.parametrize("half_rate_layers", [[], [0, 1]])
 @pytest.mark.parametrize("training", [False, True])
-def test_padding_does_not_change_valid_frames_in_either_mode(training, half_rate_layers):
+def test_padding_does_not_change_valid_frames_in_either_mode(training, half_rate_layers, conv):
     """Without dropout, train mode (masked BatchNorm statistics) is padding-invariant too; so is a layer at half
     the frame rate (its pair average never takes a padded frame)."""
-    enc = tiny_conformer(half_rate_layers=half_rate_layers).train(training)
+    enc = tiny_conformer(half_rate_layers=half_rate_layers, subsampling_conv=conv).train(training)
     x = torch.randn(2, 41, F)
     x_lens = torch.tensor([41, 29])
     out, out_lens = enc(x, x_lens)
     out_p, _ = enc(torch.cat([x, 100 * torch.randn(2, 30, F)], dim=1), x_lens)
     for b, n in enumerate(out_lens.tolist()):
         torch.testing.assert_close(out_p[b, :n], out[b, :n], atol=1e-5, rtol=1e-5)
+
+
+def test_depthwise_subsampling_parameters_by_hand():
+    c, d = 8, 16  # channels, d_model; F = 20 features -> 9 -> 4 (factor 4) -> 1 (factor 8)
+    first = c * 9 + c  # Conv2d(1, C, 3)
+    depthwise = c * 9 + c  # Conv2d(C, C, 3, groups=C)
+    pointwise = c * c + c  # Conv2d(C, C, 1)
+    norm = 2 * d  # LayerNorm(D)
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    assert count(Conv2dSubsampling(F, d, c, 4, "depthwise")) == first + depthwise + pointwise + (c * 4 * d + d) + norm
+    assert count(Conv2dSubsampling(F, d, c, 4, "depthwise")) == 792
+    assert count(Conv2dSubsampling(F, d, c, 8, "depthwise")) == first + 2 * (depthwise + pointwise) + (c * d + d) + norm
+    assert count(Conv2dSubsampling(F, d, c, 4, "full")) == first + (c * c * 9 + c) + (c * 4 * d + d) + norm
+
+
+def test_subsampling_conv_names_the_tensors_and_default_is_the_old_layout():
+    """"full" keeps the state_dict of checkpoints written before the option; "depthwise" has NeMo's indexes."""
+    full = [k for k in tiny_conformer().state_dict() if k.startswith("subsampling.conv.")]
+    assert full == ["subsampling.conv.0.weight", "subsampling.conv.0.bias", "subsampling.conv.2.weight",
+                    "subsampling.conv.2.bias"]  # fmt: skip
+    dw = tiny_conformer(subsampling_conv="depthwise").state_dict()
+    assert [k for k in dw if k.startswith("subsampling.conv.")] == [
+        f"subsampling.conv.{i}.{p}" for i in (0, 2, 3) for p in ("weight", "bias")]
+    assert dw["subsampling.conv.2.weight"].shape == (16, 1, 3, 3)  # depthwise
+    assert dw["subsampling.conv.3.weight"].shape == (16, 16, 1, 1)  # pointwise
+
+
+def test_subsampling_conv_reaches_the_encoder_from_the_config():
+    cfg = ConformerConfig(num_features=F, d_model=16, num_heads=2, ff_dim=32, num_layers=1, cnn_kernel=5,
+                          subsampling_conv="depthwise")  # fmt: skip
+    assert Conformer.from_config(cfg).subsampling.conv[2].groups == 16
+    assert ConformerConfig().subsampling_conv == "full"
+    with pytest.raises(ValueError, match=r"subsampling_conv must be one of \('full', 'depthwise'\), got 'dw'"):
+        tiny_conformer(subsampling_conv="dw")
 
 
 def test_utterance_norm_matches_per_utterance_statistics_and_ignores_padding():

@@ -152,6 +152,7 @@ def test_frozen_modules_stay_unchanged_and_out_of_the_optimiser(source, tmp_path
     (dict(num_heads=4), "encoder.num_heads", "2 in the source, 4 here"),  # same tensor shapes, other function
     (dict(num_layers=2), "encoder.num_layers", "1 in the source, 2 here"),
     (dict(input_norm="utterance"), "encoder.input_norm", "'none' in the source, 'utterance' here"),
+    (dict(subsampling_conv="depthwise"), "encoder.subsampling_conv", "'full' in the source, 'depthwise' here"),
 ])  # fmt: skip
 def test_refuses_another_feature_dim_or_encoder_architecture(source, tmp_path, change, key, values):
     cfg = _cfg(**change)
