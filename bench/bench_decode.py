@@ -2,11 +2,16 @@
 
     nice .venv/bin/python bench/bench_decode.py                      # conformer_l12, random weights, CPU
     .venv/bin/python bench/bench_decode.py --device cuda --num-utts 32
+    nice .venv/bin/python bench/bench_decode.py --attention        # encoder: fused attention vs the explicit path
 
 Decoding = encoder forward + search, from fbank features to token ids; the ratio is that time divided by the
 encoder-only time (targets: <= 1.15 for greedy, <= 1.6 for modified beam search with beam 4). Random weights make
 the search emit far more often than a trained model (a trained one emits on roughly one frame in ten), so the search
 share measured here is an upper bound. Each timing is the minimum over --repeats runs.
+
+`--attention`: the encoder-only forward with the self-attention through torch's fused scaled_dot_product_attention
+(the position term as its mask: what decoding runs) against the explicit matmul / softmax / matmul (what training
+runs), alternated, with the largest difference of their outputs.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--attention", action="store_true", help="fused vs explicit attention, encoder only")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -60,6 +66,9 @@ def main() -> None:
     x_lens = (seconds * frames_per_second).long().to(device)
     x = torch.randn(args.num_utts, int(x_lens.max()), cfg.encoder.num_features, device=device)
 
+    if args.attention:
+        compare_attention(model, x, x_lens, args, float(seconds.sum()), device)
+        return
     methods = {
         "greedy": lambda e, n: greedy_search_batch(model, e, n),
         f"modified_beam_search (beam {args.beam})": lambda e, n: modified_beam_search(model, e, n, beam=args.beam),
@@ -95,6 +104,31 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, t_search, t_total, emitted in rows:
         print(f"| {name} | {1000 * t_search:.1f} | {1000 * t_total:.1f} | {t_total / t_enc:.3f} | {emitted:.2f} |")
+
+
+def compare_attention(model, x, x_lens, args, audio: float, device: torch.device) -> None:
+    """Encoder-only forward, fused attention against the explicit path, alternated; minimum of --repeats each."""
+    from asr.models.conformer import RelPositionMultiheadAttention
+
+    fused_rule = RelPositionMultiheadAttention._fused_attention_applies
+    times = {"explicit": float("inf"), "fused": float("inf")}
+    outs = {}
+    try:
+        with torch.inference_mode():
+            for i in range(args.repeats + 1):
+                for name in ("explicit", "fused") if i % 2 else ("fused", "explicit"):
+                    RelPositionMultiheadAttention._fused_attention_applies = (
+                        fused_rule if name == "fused" else (lambda self: False))
+                    t, outs[name] = _timed(lambda: model.encode(x, x_lens), 1, device)
+                    if i > 0:  # the first round warms up both
+                        times[name] = min(times[name], t)
+    finally:
+        RelPositionMultiheadAttention._fused_attention_applies = fused_rule
+    diff = float((outs["fused"][0] - outs["explicit"][0]).abs().max())
+    print(f"device {device}, threads {torch.get_num_threads()}, {args.num_utts} utterances, {audio:.1f} s of audio, "
+          f"{args.layers}-layer conformer (d_model 512), random weights, minimum of {args.repeats} alternated runs")
+    print(f"encoder, explicit attention: {1000 * times['explicit']:.1f} ms; fused: {1000 * times['fused']:.1f} ms; "
+          f"fused / explicit {times['fused'] / times['explicit']:.3f}; largest output difference {diff:.2e}")
 
 
 if __name__ == "__main__":

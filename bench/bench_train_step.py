@@ -29,8 +29,9 @@ The table also gives the median time of the optimiser step alone.
 ../base <commit>`), each in its own process (PYTHONPATH set to its tree), taking turns step by step (A B, B A, ...)
 for --rounds rounds after --warmup steps each; the optimiser is the trainer's Adam (asr.train.optim.build_optimizer,
 optim=noam). `--paper` sets the pruned RNN-T paper's batch: conformer_l12, 8 utterances of 10 s (1000 x 80 fbank),
-60 random labels each, V = 500, prune range 5, 2 threads. Besides the times it prints each process's peak RSS
-(getrusage high-water), the FLOPs of one step (torch.utils.flop_counter, grouped-convolution backward counted per
+60 random labels each, V = 500, prune range 5, 2 threads; the encoder's dropout is 0 unless `--dropout P` (each tree
+builds the model from its own conf/). Besides the times it prints each process's peak RSS (getrusage high-water)
+and peak live memory (malloc's in-use bytes, sampled: `LivePeak`), the FLOPs of one step (torch.utils.flop_counter, grouped-convolution backward counted per
 group) and the FLOP/s achieved against a large fp32 matmul timed in the same run, and a per-module time table
 (bench/step_profile.py) of one more step of each tree.
 
@@ -90,8 +91,8 @@ def make_batch(seconds: float, vocab_size: int, generator: torch.Generator, lo: 
     return x, x_lens, y, y_lens
 
 
-def build(model_name: str, vocab_size: int, device: torch.device, **encoder) -> torch.nn.Module:
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF / f"{model_name}.yaml"))
+def build(model_name: str, vocab_size: int, device: torch.device, conf: Path = CONF, **encoder) -> torch.nn.Module:
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(conf / f"{model_name}.yaml"))
     cfg.vocab_size = vocab_size
     cfg.encoder.dropout = 0.0
     for key, value in encoder.items():
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="the paper's batch and model (see above)")
     parser.add_argument("--rounds", type=int, default=3, help="for --compare tree: timed steps per tree")
     parser.add_argument("--warmup", type=int, default=1, help="for --compare tree: untimed steps first")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="for --compare tree: the encoder's dropout (0: the icefall comparison's setting)")
     parser.add_argument("--no-profile", action="store_true", help="for --compare tree: skip FLOPs and module table")
     parser.add_argument("--front-end-flops", action="store_true", help="FLOPs of the subsampling variants (above)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: one tree's process
@@ -252,6 +255,37 @@ def fixed_batch(args: argparse.Namespace) -> tuple:
     return x, torch.full((b,), t), y, torch.full((b,), u)
 
 
+class LivePeak:
+    """High-water mark of the bytes malloc has handed out and not taken back (glibc's mallinfo2: in-use arena
+    chunks + mmapped blocks), sampled every 2 ms by a thread. Unlike the RSS high-water, it leaves out the heap's
+    free fragments, which glibc keeps resident (RSS is about 1.9x this peak on conformer_l12's step, and moves by
+    hundreds of MB between identical runs); it is what the step's tensors need. 0 off glibc."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import threading
+
+        self.peak_mb = 0.0
+        try:
+            info = ctypes.CDLL("libc.so.6").mallinfo2
+        except (OSError, AttributeError):
+            return
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in
+                        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+        info.restype = MallInfo2
+
+        def sample() -> None:
+            while True:
+                m = info()
+                self.peak_mb = max(self.peak_mb, (m.uordblks + m.hblkhd) / 2**20)
+                time.sleep(0.002)
+
+        threading.Thread(target=sample, daemon=True).start()
+
+
 def tree_worker(args: argparse.Namespace) -> None:
     """One tree's process: builds the model and the trainer's Adam, then answers commands read from stdin, one JSON
     line each: "step" (a timed step), "rss", "flops", "profile" (module table of one step), "quit"."""
@@ -267,7 +301,11 @@ def tree_worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     torch.manual_seed(args.seed)
     device = torch.device("cpu")
-    model = build(args.model, args.vocab_size, device)
+    import asr  # the tree's own package, on PYTHONPATH; its conf/ describes its model (an older tree's fields)
+
+    live = LivePeak()
+    model = build(args.model, args.vocab_size, device, Path(asr.__file__).resolve().parents[1] / "conf" / "model",
+                  dropout=args.dropout)
     optimizer, _ = build_optimizer(model, OptimConfig(optimizer="adam", schedule="noam"))
     x, x_lens, y, y_lens = fixed_batch(args)
     ids = [str(i) for i in range(x.size(0))]
@@ -302,7 +340,7 @@ def tree_worker(args: argparse.Namespace) -> None:
         if command == "step":
             reply(step())
         elif command == "rss":
-            reply(dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+            reply(dict(peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, peak_live_mb=live.peak_mb))
         elif command == "flops":
             from step_profile import count_flops
 
@@ -354,7 +392,7 @@ def compare_trees(args: argparse.Namespace) -> None:
                       f"(system {r['system']:.2f} s, {r['faults']} minor faults), loss {r['loss']:.4f}", flush=True)
                 if i >= args.warmup:
                     results[label].append(r)
-        rss = {label: ask(label, "rss")["peak_rss_mb"] for label in labels}
+        rss = {label: ask(label, "rss") for label in labels}
         extra = {}
         if not args.no_profile:
             peak = matmul_peak_here(args.threads)
@@ -385,16 +423,16 @@ def report_trees(args, trees, info, results, rss, peak=None, flops=None, profile
     batch = (f"{PAPER_BATCH['utterances']} x {PAPER_BATCH['frames']} frames, U = {PAPER_BATCH['labels']}"
              if args.paper else f"{args.seconds:.0f} s of {args.utterance_seconds} s utterances")
     print(f"\nmodel {args.model} ({info[this]['parameters']:,} parameters), V = {args.vocab_size}, batch {batch}, "
-          f"threads {info[this]['threads']}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{args.rounds} alternated rounds after {args.warmup} warm-up")
-    print("| tree | path | median step s | median optimiser s | median CPU s (system s) | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
+          f"dropout {args.dropout}, threads {info[this]['threads']}, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, {args.rounds} alternated rounds after {args.warmup} warm-up")
+    print("| tree | path | median step s | median optimiser s | median CPU s (system s) | peak RSS MB | peak live MB |")
+    print("|---|---|---|---|---|---|---|")
     for label in (base, this):
         opt = statistics.median(r["optimizer"] for r in results[label])
         cpu = statistics.median(r["cpu"] for r in results[label])
         system = statistics.median(r["system"] for r in results[label])
         print(f"| {label} | {trees[label]} | {med[label]:.2f} | {opt:.2f} | {cpu:.2f} ({system:.2f}) | "
-              f"{rss[label]:.0f} |")
+              f"{rss[label]['peak_rss_mb']:.0f} | {rss[label]['peak_live_mb']:.0f} |")
     cpu_ratios = [a["cpu"] / b["cpu"] for a, b in zip(results[this], results[base])]
     print(f"this / baseline step time: per round {', '.join(f'{r:.3f}' for r in ratios)}; "
           f"median {statistics.median(ratios):.3f}; CPU time (user + system): per round "

@@ -42,8 +42,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from asr.models import build_model
 
     obj = OmegaConf.to_object(cfg)  # typed dataclasses; raises on MISSING or mistyped fields
-    keep_freed_memory()  # CPU steps reuse their pages instead of page-faulting them afresh (asr.train.allocator)
     tcfg = obj.trainer
+    if tcfg.keep_freed_memory:
+        keep_freed_memory()  # CPU steps reuse their pages instead of page-faulting them afresh (asr.train.allocator)
     dist = setup_distributed(tcfg.device, timeout_s=tcfg.collective_timeout_s)
     exp_dir = Path(tcfg.exp_dir)
     if dist.is_main:

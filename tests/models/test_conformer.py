@@ -259,3 +259,27 @@ def test_gradients_reach_every_parameter():
     out.sum().backward()
     missing = [n for n, p in enc.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == []
+
+
+def test_fused_attention_in_inference_equals_the_explicit_path():
+    """Without gradients (decoding, validation) the attention runs torch's fused kernel with the position term as
+    its mask; it must give the explicit path's outputs, padding included, and must not run in training."""
+    from asr.models.conformer import RelPositionMultiheadAttention, padding_mask, relative_positions
+
+    torch.manual_seed(0)
+    mha = RelPositionMultiheadAttention(32, 4, dropout=0.1).eval()
+    x = torch.randn(3, 23, 32)
+    mask = padding_mask(torch.tensor([23, 17, 5]), 23)
+    pos = relative_positions(23, 32, x.device, x.dtype)
+    with torch.no_grad():
+        assert mha._fused_attention_applies()
+        fused = mha(x, pos, mask)
+    explicit = mha(x, pos, mask)  # gradients on: the explicit path
+    assert not mha._fused_attention_applies()
+    torch.testing.assert_close(fused, explicit.detach(), rtol=1e-5, atol=1e-6)
+    mha.train()
+    with torch.no_grad():
+        assert not mha._fused_attention_applies()  # dropout 0.1 is drawn in training: explicit path
+    mha.dropout.p = 0.0
+    with torch.no_grad():
+        assert mha._fused_attention_applies()
