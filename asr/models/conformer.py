@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asr.models.dropout import MaskDropout
+from asr.models.feed_forward import FeedForward
 from asr.models.time_reduction import BypassUpsample, PairDownsample
 
 # Each subsampling convolution has kernel 3 and stride 2, without padding: T -> (T - 1) // 2.
@@ -277,20 +278,6 @@ class RelPositionMultiheadAttention(nn.Module):
         if torch.is_grad_enabled() or (self.training and self.dropout.p > 0):
             return False
         return not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export())
-
-
-class FeedForward(nn.Module):
-    """Linear -> Swish -> Dropout -> Linear."""
-
-    def __init__(self, d_model: int, ff_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(d_model, ff_dim), nn.SiLU(), MaskDropout(dropout), nn.Linear(ff_dim, d_model)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, D) -> (B, T, D)."""
-        return self.net(x)
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):

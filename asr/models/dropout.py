@@ -16,16 +16,20 @@ import torch
 from torch import Tensor, nn
 
 
+def draw_noise(x: Tensor, p: float) -> tuple[Tensor, Tensor, Tensor]:
+    """torch's CPU dropout noise for x, drawn by its calls in its order: noise (x's shape and dtype, 0 or
+    1 / (1 - p)), mask = noise != 0 (bool), scale = the non-zero value (0-dim, computed by the same division)."""
+    noise = torch.empty_like(x).bernoulli_(1 - p)
+    noise.div_(1 - p)
+    return noise, noise.ne(0), torch.ones((), dtype=x.dtype, device=x.device).div_(1 - p)
+
+
 class _MaskDropoutFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, p: float) -> Tensor:
-        noise = torch.empty_like(x).bernoulli_(1 - p)  # the calls of ATen's CPU dropout, in its order
-        noise.div_(1 - p)
-        out = x * noise
-        ctx.save_for_backward(noise.ne(0))
-        # the non-zero noise value, computed by the same division in the same dtype
-        ctx.scale = torch.ones((), dtype=x.dtype, device=x.device).div_(1 - p)
-        return out
+        noise, mask, ctx.scale = draw_noise(x, p)
+        ctx.save_for_backward(mask)
+        return x * noise
 
     @staticmethod
     def backward(ctx, grad: Tensor):

@@ -1,4 +1,5 @@
 import platform
+from pathlib import Path
 import subprocess
 import sys
 
@@ -42,3 +43,30 @@ def _thp() -> str:
             return f.read()
     except OSError:
         return ""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_trainer_keep_freed_memory_switch(monkeypatch, keep):
+    """asr.train.run.train applies keep_freed_memory only with trainer.keep_freed_memory=true (the default)."""
+    from hydra import compose, initialize_config_dir
+
+    import asr.train.run as run
+    from asr.config import register_configs
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["trainer.exp_dir=exp/x", f"trainer.keep_freed_memory={keep}"])
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(run, "keep_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(run, "setup_distributed", stop)  # the next step: nothing is trained
+    with pytest.raises(Stop):
+        run.train(cfg)
+    assert calls == ([True] if keep else [])
