@@ -359,6 +359,16 @@ def tree_worker(args: argparse.Namespace) -> None:
             return
 
 
+def ask_worker(proc: subprocess.Popen, name: str, command: str) -> dict:
+    """Sends one command line to a worker process and returns its JSON reply; a dead worker stops the bench."""
+    proc.stdin.write(command + "\n")
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {name} worker died on {command!r}")
+    return json.loads(line)
+
+
 def compare_trees(args: argparse.Namespace) -> None:
     """This checkout against --baseline, alternating steps between their two worker processes."""
     here = Path(__file__).resolve().parents[1]
@@ -373,13 +383,7 @@ def compare_trees(args: argparse.Namespace) -> None:
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
 
     def ask(label: str, command: str) -> dict:
-        proc = workers[label]
-        proc.stdin.write(command + "\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the {label} worker ({trees[label]}) died on {command!r}")
-        return json.loads(line)
+        return ask_worker(workers[label], f"{label} ({trees[label]})", command)
 
     info = {label: json.loads(proc.stdout.readline()) for label, proc in workers.items()}
     labels = list(trees)
