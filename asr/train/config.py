@@ -139,9 +139,10 @@ class TrainerConfig:
     # out-of-memory error ends the run, naming the batch (icefall's behaviour).
     skip_oom_batches: bool = True
     # CPU training keeps freed memory in the process's heap (asr.train.allocator): no page faults on each step's
-    # activations (conformer_l12 at 8 x 10 s: 0.8-1.3 M faults and seconds of system time per step without it), at
-    # the price of a resident high-water mark up to ~5% higher (the heap keeps its fragments: RSS ~1.9x the live
-    # peak either way; bench/RESULTS_train_step.md). false: glibc's defaults, for hosts short of memory.
+    # activations (conformer_l12 at 8 x 10 s: 0.8-1.3 M faults and seconds of system time per step without it); the
+    # heap keeps its fragments too, so the resident high-water can sit a few % above glibc's default at equal live
+    # memory (RSS is 1.7-1.8x the live peak either way; bench/RESULTS_train_step.md). false: glibc's defaults, for
+    # hosts short of memory.
     keep_freed_memory: bool = True
     # Stop once more batches than this ran out of memory (0: no limit): a few rare outliers are worth skipping,
     # dozens mean data.max_duration is too large for the device and the run would train on a biased subset.
